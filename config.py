@@ -1,0 +1,187 @@
+"""Configuration: one dataclass per architecture, plus `TrainConfig` for the training loop.
+
+Every field is annotated and carries its meaning (and, where it is a choice, its valid options) in
+`metadata`, which `train.py --help` prints. Derived values are computed in `__post_init__`, which also
+rejects invalid values with a message naming the field and what would be valid. A config saved with
+`to_dict()` loads back to the same dataclass with `config_from_dict()`.
+
+Adding an architecture: subclass `ModelConfig`, decorate it with `@register`, set `arch`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+
+MODEL_CONFIGS: dict[str, type] = {}
+
+
+def opt(default, help: str, choices=None, min=None):
+    """A documented field: `help` is shown by `--help`; `choices`/`min` are checked in __post_init__."""
+    return field(default=default, metadata={"help": help, "choices": choices, "min": min})
+
+
+def register(cls):
+    """Class decorator: make a model config selectable by its `arch` name."""
+    MODEL_CONFIGS[cls.arch] = cls
+    return cls
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the field and what is allowed."""
+
+
+@dataclass
+class Config:
+    """Base of every config: generic validation and dict round trip."""
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            expected = _field_type(f)
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                setattr(self, f.name, value)
+            if expected in (int, float, bool, str) and (not isinstance(value, expected)
+                                                        or (expected is int and isinstance(value, bool))):
+                raise ConfigError(f"{f.name} = {value!r} must be of type {expected.__name__}")
+            choices, low = f.metadata.get("choices"), f.metadata.get("min")
+            if choices is not None and value not in choices:
+                raise ConfigError(f"{f.name} = {value!r} is not valid; choose one of {list(choices)}")
+            if low is not None and value < low:
+                raise ConfigError(f"{f.name} = {value!r} must be >= {low}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{cls.__name__} has no field(s) {unknown}; valid fields: {sorted(known)}")
+        return cls(**d)
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        """field name -> its documented meaning."""
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+
+def _field_type(f) -> type | None:
+    """The runtime type of a field annotated as a string (`from __future__ import annotations`)."""
+    return {"int": int, "float": float, "bool": bool, "str": str}.get(str(f.type))
+
+
+@dataclass
+class ModelConfig(Config):
+    """Fields every architecture shares."""
+    arch: str = opt("gpt", "architecture; one of the registered configs (see config.MODEL_CONFIGS)")
+    vocab_size: int = opt(0, "vocabulary size; 0 = take it from the tokenizer", min=0)
+    tokenizer: str = opt("char", "tokenizer: 'char' (built from the corpus) or 'bpe-N' (shipped byte-level "
+                                 "BPE with N tokens, N in 512/1024/2048/4096)")
+    block_size: int = opt(128, "tokens per training sequence (and the context window of the model)", min=1)
+    n_layer: int = opt(4, "number of Transformer layers", min=1)
+    n_head: int = opt(4, "attention heads per layer", min=1)
+    n_kv_head: int = opt(0, "key/value heads for grouped-query attention; 0 = n_head (plain multi-head)",
+                         min=0)
+    d_model: int = opt(128, "model width C; must be divisible by n_head", min=1)
+    dropout: float = opt(0.0, "dropout probability on attention weights and residual branches", min=0.0)
+    norm: str = opt("rms", "normalisation: rms (RMSNorm), layer (LayerNorm), cosine (CosineNorm)",
+                    choices=("rms", "layer", "cosine"))
+    pos: str = opt("rope", "positions: learned, sinusoidal (added to the embedding), rope (rotary, in "
+                           "attention), relative (learned per-head bias on the distance)",
+                   choices=("learned", "sinusoidal", "rope", "relative"))
+    mlp: str = opt("gelu", "feed-forward: gelu (4C hidden) or swiglu (gated SiLU, hidden 2/3 of 4C)",
+                   choices=("gelu", "swiglu"))
+    bias: bool = opt(False, "biases in linear layers and LayerNorm")
+    tie_weights: bool = opt(True, "share the token embedding with the output head")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if MODEL_CONFIGS.get(self.arch) is not type(self):
+            raise ConfigError(f"arch = {self.arch!r} does not match {type(self).__name__}; valid archs: "
+                              f"{sorted(MODEL_CONFIGS)} (use config_from_dict to pick the class)")
+        if self.n_kv_head == 0:
+            self.n_kv_head = self.n_head
+        if self.d_model % self.n_head:
+            raise ConfigError(f"d_model = {self.d_model} must be divisible by n_head = {self.n_head}")
+        if (self.d_model // self.n_head) % 2 and self.pos == "rope":
+            raise ConfigError(f"pos = 'rope' needs an even head width, but d_model / n_head = "
+                              f"{self.d_model // self.n_head}")
+        if self.n_head % self.n_kv_head:
+            raise ConfigError(f"n_head = {self.n_head} must be a multiple of n_kv_head = {self.n_kv_head}")
+        if self.dropout >= 1:
+            raise ConfigError(f"dropout = {self.dropout} must be in [0, 1)")
+        if not (self.tokenizer == "char" or _is_bpe_name(self.tokenizer) or self.tokenizer.startswith("task")):
+            raise ConfigError(f"tokenizer = {self.tokenizer!r} is not valid; use 'char' or 'bpe-N' "
+                              f"(e.g. 'bpe-1024')")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+
+def _is_bpe_name(name: str) -> bool:
+    return name.startswith("bpe-") and name[4:].isdigit()
+
+
+@register
+@dataclass
+class GPTConfig(ModelConfig):
+    """The decoder-only baseline: pre-norm blocks, final norm, (tied) LM head."""
+    arch: str = opt("gpt", "architecture name")
+
+
+SCHEDULES = ("cosine", "linear", "step", "constant")
+
+
+@dataclass
+class TrainConfig(Config):
+    """The training loop, the data it reads, and the task (if any)."""
+    data: str = opt("builtin", "corpus: builtin (Python's pydoc topics, ships with Python), shakespeare, "
+                               "tinystories (downloaded and cached), or a path to a UTF-8 text file")
+    task: str = opt("", "synthetic task instead of a corpus (e.g. copy); empty = language modelling on --data")
+    task_len: int = opt(8, "symbols per task example", min=1)
+    n_keys: int = opt(4, "key/value pairs per example (retrieval task)", min=1)
+    task_vocab: int = opt(10, "distinct symbols a task draws from", min=2)
+    batch_size: int = opt(32, "sequences per optimizer micro-step", min=1)
+    max_iters: int = opt(300, "optimizer steps in the whole run", min=0)
+    lr: float = opt(3e-3, "peak learning rate (after warm-up)", min=0.0)
+    min_lr: float = opt(3e-4, "learning rate at the end of the schedule", min=0.0)
+    warmup_iters: int = opt(30, "linear warm-up steps from 0 to lr", min=0)
+    schedule: str = opt("cosine", "decay after warm-up: cosine, linear, step (x0.1 at 50%/75%... see tools.lr_at), "
+                                  "constant", choices=SCHEDULES)
+    weight_decay: float = opt(0.1, "AdamW weight decay for matrices (never for norms, biases, embeddings' "
+                                   "scalars)", min=0.0)
+    beta1: float = opt(0.9, "AdamW beta1", min=0.0)
+    beta2: float = opt(0.99, "AdamW beta2", min=0.0)
+    grad_accum: int = opt(1, "micro-batches accumulated per optimizer step", min=1)
+    grad_clip: float = opt(1.0, "clip the global gradient norm to this; 0 = no clipping", min=0.0)
+    eval_interval: int = opt(50, "steps between evaluations, log rows and checkpoints", min=1)
+    eval_iters: int = opt(10, "fixed validation batches per evaluation", min=1)
+    seed: int = opt(1337, "seed for model init, data sampling and dropout")
+    threads: int = opt(1, "torch CPU threads (1 keeps timings and losses reproducible)", min=1)
+    sample_len: int = opt(200, "characters/tokens of the sample printed and stored at the end", min=0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.min_lr > self.lr:
+            raise ConfigError(f"min_lr = {self.min_lr} must not exceed lr = {self.lr}")
+        if self.warmup_iters > self.max_iters:
+            raise ConfigError(f"warmup_iters = {self.warmup_iters} must not exceed max_iters = {self.max_iters}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ConfigError(f"beta1 = {self.beta1}, beta2 = {self.beta2} must be in [0, 1)")
+
+
+def config_from_dict(d: dict) -> Config:
+    """Rebuild a config from `to_dict()` output: a model config if it has `arch`, else a TrainConfig."""
+    if "arch" not in d:
+        return TrainConfig.from_dict(d)
+    if d["arch"] not in MODEL_CONFIGS:
+        raise ConfigError(f"arch = {d['arch']!r} is not valid; choose one of {sorted(MODEL_CONFIGS)}")
+    return MODEL_CONFIGS[d["arch"]].from_dict(d)
+
+
+def model_config(arch: str = "gpt", **fields) -> ModelConfig:
+    """Shorthand: `model_config("gpt", n_layer=2)`."""
+    return config_from_dict({"arch": arch, **fields})

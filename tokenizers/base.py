@@ -1,0 +1,128 @@
+"""The interface every mnemo tokenizer shares (shared/DESIGN.md 3.3).
+
+A tokenizer turns text into integer ids and back. Every tokenizer has the same four special tokens,
+`<pad> <sep> <bos> <eos>`, reachable as `pad_id`, `sep_id`, `bos_id`, `eos_id`, and saves itself as
+readable JSON (never pickle) whose `"type"` field names the class that loads it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+SPECIAL_TOKENS = ("<pad>", "<sep>", "<bos>", "<eos>")
+
+
+class TokenizerFileError(ValueError):
+    """A tokenizer file that cannot be read: the message names the file and what is wrong."""
+
+
+class Tokenizer:
+    """Base class: subclasses implement `encode`, `decode`, `vocab_size`, `to_dict`, `from_dict`,
+    `special_ids` and `pieces`."""
+
+    type_name = "base"
+    name = "tokenizer"
+
+    # --- the interface -------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def decode(self, ids) -> str:
+        raise NotImplementedError
+
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def special_ids(self) -> dict[str, int]:
+        """{'<pad>': id, '<sep>': id, '<bos>': id, '<eos>': id}."""
+        raise NotImplementedError
+
+    def pieces(self, text: str) -> list[str]:
+        """The text cut into the pieces the tokenizer sees, one string per token."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Tokenizer":
+        raise NotImplementedError
+
+    # --- shared conveniences -------------------------------------------------------------------
+    @property
+    def pad_id(self) -> int:
+        return self.special_ids["<pad>"]
+
+    @property
+    def sep_id(self) -> int:
+        return self.special_ids["<sep>"]
+
+    @property
+    def bos_id(self) -> int:
+        return self.special_ids["<bos>"]
+
+    @property
+    def eos_id(self) -> int:
+        return self.special_ids["<eos>"]
+
+    def display(self, text: str, sep: str = "|") -> str:
+        """The text with its token boundaries made visible: `Hel|lo| world`."""
+        return sep.join(self.pieces(text))
+
+    def hash(self) -> str:
+        """A short content hash: two tokenizers with the same hash encode identically."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False).encode("utf-8")
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def save(self, path) -> Path:
+        """Write the tokenizer as JSON, atomically (a crash never leaves half a file)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Tokenizer":
+        """Read a file written by `save`; a malformed file raises TokenizerFileError naming it."""
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise TokenizerFileError(f"tokenizer file {path} does not exist") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise TokenizerFileError(f"tokenizer file {path} is not valid UTF-8 JSON: {e}") from None
+        if not isinstance(d, dict) or "type" not in d:
+            raise TokenizerFileError(f"tokenizer file {path} has no 'type' field (expected 'char' or 'bpe')")
+        if cls is not Tokenizer and d["type"] != cls.type_name:
+            raise TokenizerFileError(f"tokenizer file {path} holds a {d['type']!r} tokenizer, not {cls.type_name!r}")
+        try:
+            return _registry()[d["type"]].from_dict(d)
+        except KeyError as e:
+            if e.args and e.args[0] == d["type"]:
+                raise TokenizerFileError(f"tokenizer file {path}: unknown type {d['type']!r}; "
+                                         f"valid: {sorted(_registry())}") from None
+            raise TokenizerFileError(f"tokenizer file {path}: missing field {e}") from None
+        except (TypeError, ValueError) as e:
+            raise TokenizerFileError(f"tokenizer file {path}: {e}") from None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, vocab_size={self.vocab_size})"
+
+
+def _registry() -> dict[str, type]:
+    """type name -> class, for every Tokenizer subclass that has been imported."""
+    out, todo = {}, list(Tokenizer.__subclasses__())
+    while todo:
+        c = todo.pop()
+        out[c.type_name] = c
+        todo.extend(c.__subclasses__())
+    return out
