@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import SPECIAL_TOKENS, Tokenizer, TokenizerFileError
+from .bpe import BPETokenizer
 from .character import CharTokenizer
 
 HERE = Path(__file__).resolve().parent
@@ -33,4 +34,4 @@ def load(name_or_path) -> Tokenizer:
                      f"with CharTokenizer.train(text)")
 
 
-__all__ = ["CharTokenizer", "SPECIAL_TOKENS", "Tokenizer", "TokenizerFileError", "load"]
+__all__ = ["BPETokenizer", "CharTokenizer", "SPECIAL_TOKENS", "Tokenizer", "TokenizerFileError", "load"]
