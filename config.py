@@ -129,7 +129,7 @@ def _is_bpe_name(name: str) -> bool:
 @dataclass
 class GPTConfig(ModelConfig):
     """The decoder-only baseline: pre-norm blocks, final norm, (tied) LM head."""
-    arch: str = opt("gpt", "architecture name")
+    arch: str = opt("gpt", "architecture (this config: gpt; see the list below)")
 
 
 SCHEDULES = ("cosine", "linear", "step", "constant")
@@ -149,8 +149,8 @@ class TrainConfig(Config):
     lr: float = opt(3e-3, "peak learning rate (after warm-up)", min=0.0)
     min_lr: float = opt(3e-4, "learning rate at the end of the schedule", min=0.0)
     warmup_iters: int = opt(30, "linear warm-up steps from 0 to lr", min=0)
-    schedule: str = opt("cosine", "decay after warm-up: cosine, linear, step (x0.1 at 50%/75%... see tools.lr_at), "
-                                  "constant", choices=SCHEDULES)
+    schedule: str = opt("cosine", "decay after warm-up to min_lr: cosine, linear, step (lr x0.1 after "
+                                  "2/3 of the decay), constant", choices=SCHEDULES)
     weight_decay: float = opt(0.1, "AdamW weight decay for matrices (never for norms, biases, embeddings' "
                                    "scalars)", min=0.0)
     beta1: float = opt(0.9, "AdamW beta1", min=0.0)
@@ -167,8 +167,6 @@ class TrainConfig(Config):
         super().__post_init__()
         if self.min_lr > self.lr:
             raise ConfigError(f"min_lr = {self.min_lr} must not exceed lr = {self.lr}")
-        if self.warmup_iters > self.max_iters:
-            raise ConfigError(f"warmup_iters = {self.warmup_iters} must not exceed max_iters = {self.max_iters}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ConfigError(f"beta1 = {self.beta1}, beta2 = {self.beta2} must be in [0, 1)")
 

@@ -71,6 +71,11 @@ class LanguageModel(LoggingModule):
             raise ValueError(f"vocab_size = {cfg.vocab_size}: set it from the tokenizer before building")
         self.cfg = cfg
 
+    @property
+    def max_context(self) -> int | None:
+        """Longest input the model takes in one call (None: unbounded, for segment-recurrent models)."""
+        return self.cfg.block_size
+
     def init_state(self, batch_size: int):
         """A fresh streaming state (None for models that carry nothing)."""
         return None

@@ -1,0 +1,248 @@
+"""Data: corpora (token streams sampled as random windows) and tasks (seeded prompt/answer examples).
+
+Corpora
+- `builtin`: the text of `pydoc_data.topics`, which ships with every CPython (~465 KB of English);
+- `shakespeare`, `tinystories`: downloaded once into the cache (progress bar, SHA-256 checked);
+- any UTF-8 text file, by path.
+Text is tokenized once and the ids cached as `.npy` (keyed by the text's hash and the tokenizer's hash).
+The last 10% of the stream is validation; training batches are random windows drawn from a seeded
+NumPy generator whose state is part of the checkpoint, so a resumed run draws the same batches.
+
+Tasks (decoder-only layout `prompt <sep> answer`, loss on the answer only): `copy` here; the other
+tasks come with the architectures that need them. Accuracy is greedy (no teacher forcing), per answer
+token and per whole answer.
+
+The cache lives in `$MNEMO_CACHE`, default `data_cache/` in the repo (ignored by git).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from modules.base import IGNORE, Batch
+from tokenizers import CharTokenizer, Tokenizer
+from tokenizers import load as load_tokenizer
+from tools import ROOT, atomic_write_bytes
+
+CACHE = Path(os.environ.get("MNEMO_CACHE", ROOT / "data_cache"))
+VAL_FRACTION = 0.1
+
+
+# --- sources ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Remote:
+    """A downloadable corpus: where it lives, its SHA-256, and the file name in the cache."""
+    url: str
+    sha256: str
+    filename: str
+
+
+REMOTES = {
+    "shakespeare": Remote(
+        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+        "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed", "tinyshakespeare.txt"),
+    # The validation split (19 MB) of TinyStories, pinned to a dataset revision so the hash stays valid.
+    "tinystories": Remote(
+        "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/"
+        "f54c09fd23315a6f9c86f9dc80f725de7d8f9c64/TinyStories-valid.txt",
+        "94e431816c4cce81ff71e4408ff8d3bda9a42e8d2663986697c3954288cb38b4", "TinyStories-valid.txt"),
+}
+
+
+class DownloadError(RuntimeError):
+    """A corpus could not be fetched or failed its checksum; the message says what to do."""
+
+
+def builtin_text() -> str:
+    """Python's own help topics: English prose with code, available offline on every install."""
+    import pydoc_data.topics as t
+    return "\n\n".join(t.topics[k] for k in sorted(t.topics))
+
+
+def download(remote: Remote, cache_dir=None, progress: bool = True, chunk: int = 1 << 16) -> Path:
+    """The cached file of `remote`, downloading it first if needed (atomically, checksum verified)."""
+    path = Path(cache_dir or CACHE) / remote.filename
+    if path.exists():
+        return path
+    digest, buf = hashlib.sha256(), io.BytesIO()
+    try:
+        with urllib.request.urlopen(remote.url, timeout=30) as r:
+            total = int(r.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=remote.filename, disable=not progress) as bar:
+                while block := r.read(chunk):
+                    digest.update(block)
+                    buf.write(block)
+                    bar.update(len(block))
+    except (urllib.error.URLError, OSError) as e:
+        raise DownloadError(f"could not download {remote.url} ({e}); are you offline? Put the file at "
+                            f"{path} by hand, or use --data builtin (no download needed)") from None
+    if digest.hexdigest() != remote.sha256:
+        raise DownloadError(f"checksum mismatch for {remote.url}: expected sha256 {remote.sha256}, got "
+                            f"{digest.hexdigest()}; the file was not saved")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_text(data: str, cache_dir=None, progress: bool = True) -> str:
+    """The text of corpus `data`: 'builtin', a name in REMOTES, or a path to a UTF-8 file."""
+    if data == "builtin":
+        return builtin_text()
+    if data in REMOTES:
+        path = download(REMOTES[data], cache_dir, progress)
+    else:
+        path = Path(data)
+        if not path.is_file():
+            raise ValueError(f"data = {data!r} is neither a corpus name ({['builtin', *REMOTES]}) nor a file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text ({e})") from None
+
+
+def make_tokenizer(spec: str, text: str) -> Tokenizer:
+    """'char' -> a character tokenizer built from `text`; 'bpe-N' -> the shipped BPE of size N."""
+    if spec == "char":
+        return CharTokenizer.train(text)
+    return load_tokenizer(spec)
+
+
+# --- corpora ----------------------------------------------------------------------------------------
+class Corpus:
+    """A token stream split into train (first 90%) and validation (last 10%), sampled as windows."""
+
+    def __init__(self, ids: np.ndarray, tokenizer: Tokenizer, name: str = "corpus"):
+        self.tokenizer, self.name = tokenizer, name
+        n_val = max(1, int(len(ids) * VAL_FRACTION))
+        self.splits = {"train": ids[:-n_val], "val": ids[-n_val:]}
+
+    @classmethod
+    def load(cls, data: str = "builtin", tokenizer: str | Tokenizer = "char", cache_dir=None,
+             progress: bool = True) -> "Corpus":
+        """Read, tokenize (once; ids are cached as .npy) and split corpus `data`."""
+        text = load_text(data, cache_dir, progress)
+        tok = tokenizer if isinstance(tokenizer, Tokenizer) else make_tokenizer(tokenizer, text)
+        key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16] + "-" + tok.hash()
+        path = Path(cache_dir or CACHE) / "ids" / f"{key}.npy"
+        if path.exists():
+            ids = np.load(path)
+        else:
+            dtype = np.uint16 if tok.vocab_size <= 1 << 16 else np.int32
+            ids = np.asarray(tok.encode(text), dtype=dtype)
+            buf = io.BytesIO()
+            np.save(buf, ids)
+            atomic_write_bytes(path, buf.getvalue())
+        return cls(ids, tok, name=data if data in ("builtin", *REMOTES) else Path(data).stem)
+
+    def batch(self, split: str, batch_size: int, block_size: int, rng: np.random.Generator) -> Batch:
+        """`batch_size` random windows of `block_size` tokens; targets are the inputs shifted by one."""
+        ids = self.splits[split]
+        if len(ids) <= block_size:
+            raise ValueError(f"the {split} split has {len(ids)} tokens, too few for block_size = {block_size}")
+        starts = rng.integers(0, len(ids) - block_size, size=batch_size)
+        window = np.stack([ids[s:s + block_size + 1] for s in starts]).astype(np.int64)
+        w = torch.from_numpy(window)
+        return Batch(w[:, :-1], w[:, 1:])
+
+    def val_batches(self, n: int, batch_size: int, block_size: int, seed: int) -> list[Batch]:
+        """The fixed validation set: the same `n` batches at every evaluation."""
+        rng = np.random.default_rng(seed)
+        return [self.batch("val", batch_size, block_size, rng) for _ in range(n)]
+
+
+# --- tasks ------------------------------------------------------------------------------------------
+SYMBOLS = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+class Task:
+    """A seeded generator of (prompt, answer) examples over a small symbol alphabet.
+
+    Examples of one task all have the same lengths, so they batch without padding. The tokenizer is a
+    CharTokenizer over the task's symbols (specials first, so `<pad>` = 0 and `<sep>` = 1)."""
+    name = "task"
+
+    def __init__(self, task_len: int = 8, task_vocab: int = 10, n_keys: int = 4):
+        if task_vocab > len(SYMBOLS):
+            raise ValueError(f"task_vocab = {task_vocab} exceeds the {len(SYMBOLS)} available symbols")
+        self.task_len, self.task_vocab, self.n_keys = task_len, task_vocab, n_keys
+        self.tokenizer = CharTokenizer(self.alphabet(), name=f"task-{self.name}")
+        self.first = self.tokenizer.vocab_size - len(self.alphabet())  # id of the first symbol
+
+    def alphabet(self) -> str:
+        return SYMBOLS[:self.task_vocab]
+
+    def examples(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(prompts (n, P), answers (n, A)) as token ids."""
+        raise NotImplementedError
+
+    def batch(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        """x = prompt <sep> answer[:-1]; y = the next token, IGNORE except at answer positions."""
+        prompts, answers = self.examples(batch_size, rng)
+        sep = np.full((batch_size, 1), self.tokenizer.sep_id)
+        seq = torch.from_numpy(np.concatenate([prompts, sep, answers], axis=1).astype(np.int64))
+        x, y = seq[:, :-1], seq[:, 1:].clone()
+        y[:, :prompts.shape[1]] = IGNORE  # targets up to and including <sep> carry no loss
+        return Batch(x, y)
+
+    def val_batches(self, n: int, batch_size: int, seed: int) -> list[Batch]:
+        rng = np.random.default_rng(seed)
+        return [self.batch(batch_size, rng) for _ in range(n)]
+
+    @property
+    def seq_len(self) -> int:
+        p, a = self.examples(1, np.random.default_rng(0))
+        return p.shape[1] + 1 + a.shape[1] - 1
+
+
+class Copy(Task):
+    """`X <sep> X X`: the answer is the prompt twice (RMT paper's copy task, 2n answer tokens)."""
+    name = "copy"
+
+    def examples(self, n, rng):
+        x = rng.integers(self.first, self.first + self.task_vocab, size=(n, self.task_len))
+        return x, np.concatenate([x, x], axis=1)
+
+
+TASKS = {"copy": Copy}
+
+
+def make_task(name: str, task_len: int = 8, task_vocab: int = 10, n_keys: int = 4) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"task = {name!r} is not valid; choose one of {sorted(TASKS)}")
+    return TASKS[name](task_len=task_len, task_vocab=task_vocab, n_keys=n_keys)
+
+
+@torch.no_grad()
+def greedy_answers(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy-decode the answer of every example (no teacher forcing): (predicted, true), (B, A) each.
+
+    The prompt is everything before the first answer target; each step re-runs the model on the whole
+    sequence so far, which works for every architecture (segment-recurrent ones re-segment it)."""
+    answer_mask = batch.y[0] != IGNORE
+    start = int(answer_mask.nonzero()[0])          # index in x whose next token is the first answer token
+    seq = batch.x[:, :start + 1]
+    for _ in range(int(answer_mask.sum())):
+        nxt = model(seq).logits[:, -1].argmax(-1, keepdim=True)
+        seq = torch.cat([seq, nxt], dim=1)
+    return seq[:, start + 1:], batch.y[:, answer_mask]
+
+
+def task_accuracy(model, batches: list[Batch]) -> tuple[float, float]:
+    """(per-token accuracy, whole-answer accuracy) of greedy decoding over `batches`."""
+    was_training = model.training
+    model.eval()
+    right = tokens = exact = examples = 0
+    for b in batches:
+        pred, true = greedy_answers(model, b)
+        hit = pred == true
+        right, tokens = right + int(hit.sum()), tokens + hit.numel()
+        exact, examples = exact + int(hit.all(dim=1).sum()), examples + hit.shape[0]
+    model.train(was_training)
+    return right / tokens, exact / examples

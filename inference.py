@@ -1,0 +1,188 @@
+"""Generation: greedy, temperature, top-k, top-p, min-p sampling and beam search, with the model's streaming
+state (a KV cache for GPT, the memory for segment-recurrent models) or by recomputation.
+
+    python inference.py trained/<run> --prompt "The " --max_new_tokens 200 --temperature 0.8 --top_k 50
+
+Sampling filters, applied in this order to the last position's logits:
+- temperature T: logits / T; T = 0 means greedy (argmax);
+- top-k: keep the k most likely tokens;
+- top-p (nucleus, Holtzman et al. 2019): keep the smallest set whose probability reaches p;
+- min-p: keep tokens whose probability is at least min_p times the most likely one's.
+
+Context: a model with a fixed window (`model.max_context`, the block size for GPT) sees at most that many
+tokens. Without the cache each step recomputes the last window; with the cache, when the cache is full it is
+rebuilt from the last half window (so cached and uncached outputs agree exactly within the window, and
+both stay valid beyond it). Prompts of different lengths are batched by length.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+
+def filter_logits(logits, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                  min_p: float | None = None):
+    """(B, V) logits -> (B, V) logits with the filtered-out tokens at -inf, scaled by temperature."""
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop_sorted = cum - sorted_logits.softmax(-1) >= top_p  # mass before this token already reaches p
+        logits = logits.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), float("-inf"))
+    if min_p is not None and min_p > 0:
+        probs = logits.softmax(-1)
+        logits = logits.masked_fill(probs < min_p * probs.max(-1, keepdim=True).values, float("-inf"))
+    return logits
+
+
+def next_token(logits, temperature, top_k, top_p, min_p, generator):
+    """(B, V) logits -> (B, 1) chosen ids."""
+    if temperature == 0:
+        return logits.argmax(-1, keepdim=True)
+    probs = filter_logits(logits.float(), temperature, top_k, top_p, min_p).softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+class Stepper:
+    """Feeds a growing sequence to the model and returns the next-token logits, with or without state."""
+
+    def __init__(self, model, use_cache: bool):
+        self.model, self.window = model, model.max_context
+        self.use_cache = use_cache
+        self.state = None
+
+    def first(self, seq):
+        if not self.use_cache:
+            return self.recompute(seq)
+        return self.prefill(seq)
+
+    def prefill(self, seq):
+        self.state = self.model.init_state(seq.shape[0])
+        ctx = seq if self.window is None else seq[:, -self.window:]
+        return self.model(ctx, self.state).logits[:, -1]
+
+    def recompute(self, seq):
+        ctx = seq if self.window is None else seq[:, -self.window:]
+        return self.model(ctx).logits[:, -1]
+
+    def step(self, seq):
+        """seq already holds the newest token."""
+        if not self.use_cache:
+            return self.recompute(seq)
+        if self.window is not None and len(self.state) >= self.window:
+            self.state = self.model.init_state(seq.shape[0])
+            return self.model(seq[:, -(self.window // 2):], self.state).logits[:, -1]
+        return self.model(seq[:, -1:], self.state).logits[:, -1]
+
+
+@torch.no_grad()
+def generate_ids(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None,
+                 min_p=None, eos_id: int | None = None, use_cache: bool = True, generator=None):
+    """ids (B, T) -> (B, T + n) continued; a row that produced `eos_id` is padded with it from then on.
+    Stops early once every row has finished."""
+    model.eval()
+    stepper, seq = Stepper(model, use_cache), ids
+    done = torch.zeros(ids.shape[0], 1, dtype=torch.bool, device=ids.device)
+    logits = stepper.first(seq)
+    for i in range(max_new_tokens):
+        nxt = next_token(logits, temperature, top_k, top_p, min_p, generator)
+        if eos_id is not None:
+            nxt = nxt.masked_fill(done, eos_id)
+            done |= nxt == eos_id
+        seq = torch.cat([seq, nxt], dim=1)
+        if bool(done.all()) or i == max_new_tokens - 1:
+            break
+        logits = stepper.step(seq)
+    return seq
+
+
+@torch.no_grad()
+def beam_search(model, ids, beams: int = 4, max_new_tokens: int = 50, length_penalty: float = 1.0,
+                eos_id: int | None = None):
+    """The most likely continuation of ids (1, T) under beam search: (1, T + n).
+
+    Beams are scored by summed log-probability / (length ** length_penalty); a beam that emits eos_id
+    is finished and kept aside. Each step recomputes the sequence (no cache), so it works for every model."""
+    if ids.shape[0] != 1:
+        raise ValueError(f"beam_search takes one prompt (got a batch of {ids.shape[0]}); loop over prompts")
+    model.eval()
+    stepper = Stepper(model, use_cache=False)
+    alive, scores, finished = ids, torch.zeros(1, device=ids.device), []
+    for n in range(1, max_new_tokens + 1):
+        logp = stepper.recompute(alive).float().log_softmax(-1)              # (beams, V)
+        cand = (scores[:, None] + logp).flatten()
+        top = cand.topk(min(beams, cand.numel())).indices
+        rows, toks = top // logp.shape[-1], top % logp.shape[-1]
+        alive, scores = torch.cat([alive[rows], toks[:, None]], dim=1), cand[top]
+        if eos_id is not None:
+            ended = toks == eos_id
+            finished += [(s.item() / n ** length_penalty, seq) for s, seq in zip(scores[ended], alive[ended])]
+            alive, scores = alive[~ended], scores[~ended]
+            if len(alive) == 0:
+                break
+    finished += [(s.item() / (alive.shape[1] - ids.shape[1]) ** length_penalty, seq)
+                 for s, seq in zip(scores, alive)]
+    return max(finished, key=lambda f: f[0])[1][None]
+
+
+def generate(model, tokenizer, prompt, max_new_tokens: int = 100, temperature: float = 1.0, top_k=None,
+             top_p=None, min_p=None, beams: int = 1, use_cache: bool = True, stop_at_eos: bool = True,
+             seed: int | None = None):
+    """Continue `prompt` (a string, or a list of strings) and return the new text (a string, or a list)."""
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    eos = tokenizer.eos_id if stop_at_eos else None
+    encoded = [tokenizer.encode(p) or [tokenizer.bos_id] for p in prompts]
+    outputs: list[str | None] = [None] * len(prompts)
+    for length in sorted({len(e) for e in encoded}):
+        idx = [i for i, e in enumerate(encoded) if len(e) == length]
+        ids = torch.tensor([encoded[i] for i in idx])
+        if beams > 1:
+            new = [beam_search(model, ids[j:j + 1], beams, max_new_tokens, eos_id=eos)[0] for j in range(len(idx))]
+        else:
+            new = generate_ids(model, ids, max_new_tokens, temperature, top_k, top_p, min_p, eos, use_cache,
+                               generator)
+        for i, row in zip(idx, new):
+            toks = row[length:].tolist()
+            if eos is not None and eos in toks:
+                toks = toks[:toks.index(eos)]
+            outputs[i] = tokenizer.decode(toks)
+    return outputs[0] if isinstance(prompt, str) else outputs
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="inference.py", description="Generate text from a trained run folder.")
+    p.add_argument("run", help="run folder, e.g. trained/gpt-builtin-reference")
+    p.add_argument("--prompt", action="append", help="prompt text (repeat the flag for a batch); default: newline")
+    p.add_argument("--max_new_tokens", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--top_k", type=int)
+    p.add_argument("--top_p", type=float)
+    p.add_argument("--min_p", type=float)
+    p.add_argument("--beams", type=int, default=1, help="beam search with this many beams (>1)")
+    p.add_argument("--no_cache", action="store_true", help="recompute every step instead of the KV cache")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--best", action="store_true", help="use best_model.pt instead of model.pt")
+    a = p.parse_args(argv)
+    from tools import load_run, set_threads
+    set_threads(1)
+    try:
+        model, _, tok = load_run(a.run, "best_model" if a.best else "model")
+    except (FileNotFoundError, ValueError) as e:
+        p.error(str(e))
+    prompts = a.prompt or ["\n"]
+    outs = generate(model, tok, prompts, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.min_p, a.beams,
+                    not a.no_cache, seed=a.seed)
+    for prompt, out in zip(prompts, outs):
+        print(prompt + out)
+        print("-" * 40)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
