@@ -132,6 +132,39 @@ class GPTConfig(ModelConfig):
     arch: str = opt("gpt", "architecture (this config: gpt; see the list below)")
 
 
+@dataclass
+class SegmentConfig(ModelConfig):
+    """Shared by the segment-recurrent models: a long sequence is processed `seg_len` tokens at a time."""
+    seg_len: int = opt(32, "tokens per segment; a sequence of block_size tokens is cut into segments of this "
+                           "length (the last one may be shorter)", min=1)
+
+
+@register
+@dataclass
+class TransformerXLConfig(SegmentConfig):
+    """Transformer-XL (Dai et al. 2019): each layer also attends to the previous segment's hidden states."""
+    arch: str = opt("transformer_xl", "architecture (this config: transformer_xl)")
+    pos: str = opt("relative", "positions (see GPTConfig); relative or rope work over the memory",
+                   choices=("learned", "sinusoidal", "rope", "relative"))
+    mem_len: int = opt(32, "hidden states kept per layer as memory (stop-gradient); 0 = no memory", min=0)
+
+
+@register
+@dataclass
+class RMTConfig(SegmentConfig):
+    """Recurrent Memory Transformer (Bulatov et al. 2022): memory tokens read and written per segment."""
+    arch: str = opt("rmt", "architecture (this config: rmt)")
+    pos: str = opt("relative", "positions (see GPTConfig), counted within each [memory; segment; memory] "
+                               "input", choices=("learned", "sinusoidal", "rope", "relative"))
+    n_mem: int = opt(4, "memory vectors carried between segments; 0 = the segmented Transformer without "
+                        "memory (the paper's baseline)", min=0)
+    bptt_depth: int = opt(-1, "-1 = backpropagate through every segment (full BPTT); k >= 0 = through at most "
+                              "k memory hand-overs (0: memory detached at every segment)", min=-1)
+    mem_at: str = opt("both", "both = read memory before and write memory after the segment; start = one "
+                              "memory block before it only (ablation: a decoder cannot write it)",
+                      choices=("both", "start"))
+
+
 SCHEDULES = ("cosine", "linear", "step", "constant")
 
 
