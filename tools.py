@@ -148,6 +148,13 @@ def run_dirs(root=TRAINED) -> list[Path]:
     return sorted(p.parent for p in Path(root).glob("*/model_config.json"))
 
 
+def shipped_runs() -> list[Path]:
+    """The run folders that ship with mnemo, as listed in trained/shipped.txt (one name a line); runs you
+    train yourself sit beside them in trained/ without being listed."""
+    names = [l.strip() for l in (TRAINED / "shipped.txt").read_text().splitlines() if l.strip()]
+    return [TRAINED / n for n in names if not n.startswith("#")]
+
+
 def load_run(run_dir, which: str = "model", device: str = "cpu"):
     """(model, {"model": ModelConfig, "train": TrainConfig}, tokenizer) rebuilt from a run folder.
 
