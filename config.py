@@ -10,6 +10,7 @@ Adding an architecture: subclass `ModelConfig`, decorate it with `@register`, se
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 
 MODEL_CONFIGS: dict[str, type] = {}
@@ -44,6 +45,8 @@ class Config:
             if expected in (int, float, bool, str) and (not isinstance(value, expected)
                                                         or (expected is int and isinstance(value, bool))):
                 raise ConfigError(f"{f.name} = {value!r} must be of type {expected.__name__}")
+            if expected is float and not math.isfinite(value):
+                raise ConfigError(f"{f.name} = {value!r} must be a finite number")
             choices, low = f.metadata.get("choices"), f.metadata.get("min")
             if choices is not None and value not in choices:
                 raise ConfigError(f"{f.name} = {value!r} is not valid; choose one of {list(choices)}")
@@ -134,19 +137,33 @@ class GPTConfig(ModelConfig):
 
 @dataclass
 class SegmentConfig(ModelConfig):
-    """Shared by the segment-recurrent models: a long sequence is processed `seg_len` tokens at a time."""
+    """Shared by the segment-recurrent models: a long sequence is processed `seg_len` tokens at a time.
+
+    `block_size` is the length of a training sequence; the models themselves take any length (their
+    `max_context` is None) and carry a state whose size does not grow with it."""
     seg_len: int = opt(32, "tokens per segment; a sequence of block_size tokens is cut into segments of this "
                            "length (the last one may be shorter)", min=1)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.seg_len > self.block_size:
+            raise ConfigError(f"seg_len = {self.seg_len} exceeds block_size = {self.block_size}: a training "
+                              f"sequence would be one segment and the memory never used; use seg_len <= "
+                              f"{self.block_size}")
 
 
 @register
 @dataclass
 class TransformerXLConfig(SegmentConfig):
-    """Transformer-XL (Dai et al. 2019): each layer also attends to the previous segment's hidden states."""
+    """Transformer-XL (Dai et al. 2019): each layer also attends to the previous segments' hidden states at
+    its input, kept as a stop-gradient memory of `mem_len` vectors per layer (never backpropagated into)."""
     arch: str = opt("transformer_xl", "architecture (this config: transformer_xl)")
-    pos: str = opt("relative", "positions (see GPTConfig); relative or rope work over the memory",
+    pos: str = opt("relative", "positions (see GPTConfig), counted over [memory; segment]: relative or rope "
+                               "see the true distances to the memory; learned or sinusoidal are added to "
+                               "the token embedding and suffer the 'temporal confusion' of Dai et al. 3.3",
                    choices=("learned", "sinusoidal", "rope", "relative"))
-    mem_len: int = opt(32, "hidden states kept per layer as memory (stop-gradient); 0 = no memory", min=0)
+    mem_len: int = opt(32, "hidden states kept per layer as memory (stop-gradient); 0 = no memory (the "
+                           "segmented Transformer)", min=0)
 
 
 @register
@@ -159,10 +176,17 @@ class RMTConfig(SegmentConfig):
     n_mem: int = opt(4, "memory vectors carried between segments; 0 = the segmented Transformer without "
                         "memory (the paper's baseline)", min=0)
     bptt_depth: int = opt(-1, "-1 = backpropagate through every segment (full BPTT); k >= 0 = through at most "
-                              "k memory hand-overs (0: memory detached at every segment)", min=-1)
+                              "k memory hand-overs (the memory entering segments k+1, 2(k+1), ... is "
+                              "detached; 0: detached at every segment)", min=-1)
     mem_at: str = opt("both", "both = read memory before and write memory after the segment; start = one "
                               "memory block before it only (ablation: a decoder cannot write it)",
                       choices=("both", "start"))
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.mem_at == "start" and self.n_mem == 0:
+            raise ConfigError("mem_at = 'start' needs memory to place: n_mem = 0 has none; set n_mem >= 1 or "
+                              "leave mem_at = 'both'")
 
 
 SCHEDULES = ("cosine", "linear", "step", "constant")
@@ -192,7 +216,7 @@ class TrainConfig(Config):
     grad_clip: float = opt(1.0, "clip the global gradient norm to this; 0 = no clipping", min=0.0)
     eval_interval: int = opt(50, "steps between evaluations, log rows and checkpoints", min=1)
     eval_iters: int = opt(10, "fixed validation batches per evaluation", min=1)
-    seed: int = opt(1337, "seed for model init, data sampling and dropout")
+    seed: int = opt(1337, "seed for model init, data sampling and dropout", min=0)
     threads: int = opt(1, "torch CPU threads (1 keeps timings and losses reproducible)", min=1)
     sample_len: int = opt(200, "characters/tokens of the sample printed and stored at the end", min=0)
 
