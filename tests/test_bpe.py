@@ -145,7 +145,7 @@ def test_gpt2_pattern_is_selectable_and_restored(tmp_path):
 
 # --- encoding ---------------------------------------------------------------------------------------
 @given(s=st.text(alphabet=EVERY_CHAR, max_size=40) | st.sampled_from(ODD_STRINGS))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 def test_round_trip_any_unicode(s, shipped, small):
     for tok in (shipped, small):
         ids = tok.encode(s, disallowed_special=())
@@ -219,6 +219,14 @@ def test_special_tokens_refused_unless_allowed(shipped):
     assert shipped.decode(shipped.encode("x<eos>", allowed_special="all")) == "x<eos>"
     with pytest.raises(ValueError, match="not special tokens"):
         shipped.encode("x", allowed_special={"<mask>"})
+
+
+def test_extra_special_tokens_follow_the_four(tmp_path):
+    tok = BPETokenizer.train(SAMPLE + "<mask>", 270, special_tokens=[*SPECIAL_TOKENS, "<mask>"])
+    assert tok.special_ids["<mask>"] == 260 and tok.first_merge_id == 261
+    assert min(tok.ranks.values()) == 261 and tok.vocab_size == 270
+    assert tok.encode("a<mask>", allowed_special="all") == [97, 260]
+    assert tokenizers.load(tok.save(tmp_path / "m.json")).special_ids == tok.special_ids
 
 
 def test_pieces_show_partial_characters_as_bytes(shipped):

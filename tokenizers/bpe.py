@@ -36,6 +36,7 @@ Id layout (for a vocabulary of size N = 256 + 4 + number of merges):
     0..255        the 256 bytes (id == byte value)
     256..259      the special tokens <pad> <sep> <bos> <eos> (SPECIAL_TOKENS order)
     260..N-1      merge k (k = 0, 1, ...) makes token 260 + k; lower id = earlier merge = lower rank
+(A tokenizer trained with extra special tokens puts them after these four, and its merges after them.)
 So the vocabularies are nested: `bpe-512` is the first 252 merges of `bpe-4096`, and every id of the
 smaller one means the same bytes in the larger one. `vocab_size` counts bytes, specials and merges.
 
@@ -119,11 +120,14 @@ def merge(ids, pair, new_id: int) -> list[int]:
 
 
 # --- training ---------------------------------------------------------------------------------------
+def special_pattern(specials) -> str:
+    """A regex for any of the special-token strings (longest first, so none hides a longer one)."""
+    return "|".join(regex.escape(s) for s in sorted(specials, key=len, reverse=True))
+
+
 def split_specials(text: str, specials) -> list[str]:
     """The text with every special-token string cut out: the ordinary pieces between them."""
-    if not specials:
-        return [text]
-    return regex.split("|".join(regex.escape(s) for s in specials), text)
+    return regex.split(special_pattern(specials), text) if specials else [text]
 
 
 def count_chunks(text: str, pattern: str, specials=()) -> Counter:
@@ -259,7 +263,7 @@ class BPETokenizer(Tokenizer):
         if not allowed:
             return self.encode_ordinary(text)
         ids = []
-        parts = regex.split("(" + "|".join(regex.escape(s) for s in allowed) + ")", text)
+        parts = regex.split(f"({special_pattern(allowed)})", text)
         for i, part in enumerate(parts):  # odd positions hold the special tokens that were split on
             ids.extend([self.special_ids[part]] if i % 2 else self.encode_ordinary(part))
         return ids
@@ -300,25 +304,26 @@ class BPETokenizer(Tokenizer):
             raise ValueError(f"token id {i} is out of range 0..{len(self.vocab) - 1}")
         return self.vocab[i]
 
+    def piece(self, i) -> str:
+        """Token `i` as text. A token that is not whole UTF-8 (part of a character) shows its bytes
+        as escapes: the three tokens of `"中"` in a vocabulary without it read `\\xe4`, `\\xb8`, `\\xad`."""
+        return self.token_bytes(i).decode("utf-8", "backslashreplace")
+
     def pieces(self, text: str, **special) -> list[str]:
-        """One string per token. A token that is not whole UTF-8 (part of a character) shows its
-        bytes as escapes, `\\xe4`, so the pieces of `"中"` may read `\\xe4\\xb8` and `\\xad`."""
-        return [self.token_bytes(i).decode("utf-8", "backslashreplace")
-                for i in self.encode(text, **special)]
+        """One string per token (see `piece`); `special` as for `encode`."""
+        return [self.piece(i) for i in self.encode(text, **special)]
 
     def explain(self, i: int) -> str:
-        """What token `i` is: its text, its bytes, and the merge that made it."""
-        data = self.token_bytes(i)
-        text = data.decode("utf-8", "backslashreplace")
+        """What token `i` is: its text, and the byte or the merge that made it."""
+        i = int(i)
         if i < 256:
-            return f"{i}: {text!r} = byte 0x{i:02x}"
+            return f"{i}: {self.piece(i)!r} = byte 0x{i:02x}"
         if i < self.first_merge_id:
-            return f"{i}: {text!r} = special token"
+            return f"{i}: {self.piece(i)!r} = special token"
         k = i - self.first_merge_id
         a, b = self.merges[k]
-        return (f"{i}: {text!r} = merge {k} of {a} {self.vocab[a].decode('utf-8', 'backslashreplace')!r}"
-                f" + {b} {self.vocab[b].decode('utf-8', 'backslashreplace')!r}"
-                f"  (bytes {data.hex(' ')})")
+        return (f"{i}: {self.piece(i)!r} = merge {k} of {a} {self.piece(a)!r} + {b} {self.piece(b)!r}"
+                f"  (bytes {self.token_bytes(i).hex(' ')})")
 
     def cut(self, vocab_size: int, name: str | None = None) -> "BPETokenizer":
         """The nested smaller tokenizer: the first `vocab_size - first_merge_id` merges.
@@ -380,21 +385,12 @@ def load_shipped(name: str) -> BPETokenizer:
 
 def train_builtin(path=SHIPPED_FILE) -> BPETokenizer:
     """Regenerate the shipped file: one run to the largest size; smaller sizes are its prefixes.
-    Run from the repo root (`python -m tokenizers.bpe --train-builtin`): the corpus comes from data.py."""
+
+        python -c "from tokenizers.bpe import train_builtin; train_builtin()"   # from the repo root
+
+    The corpus comes from data.py; the result is deterministic (same text, same file)."""
     from data import builtin_text
     tok = BPETokenizer.train(builtin_text(), max(SHIPPED_SIZES), name=f"bpe-{max(SHIPPED_SIZES)}")
     tok.save(path)
+    print(f"wrote {path} ({tok.vocab_size} tokens, hash {tok.hash()})")
     return tok
-
-
-if __name__ == "__main__":
-    import argparse
-    parser = argparse.ArgumentParser(description="Byte-level BPE for mnemo.")
-    parser.add_argument("--train-builtin", action="store_true",
-                        help=f"train on the built-in corpus to {max(SHIPPED_SIZES)} and write {SHIPPED_FILE.name}")
-    args = parser.parse_args()
-    if args.train_builtin:
-        tok = train_builtin()
-        print(f"wrote {SHIPPED_FILE} ({tok.vocab_size} tokens, hash {tok.hash()})")
-    else:
-        parser.print_help()
