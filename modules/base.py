@@ -43,7 +43,7 @@ def unpack(batch) -> tuple[torch.Tensor, torch.Tensor | None]:
 class TokenEmbedding(LoggingModule):
     def __init__(self, vocab_size: int, d_model: int):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(vocab_size, d_model))
+        self.weight = no_decay(nn.Parameter(torch.empty(vocab_size, d_model)))
 
     @log_io
     def forward(self, ids):
@@ -112,14 +112,18 @@ class LanguageModel(LoggingModule):
                 nn.init.normal_(m.weight, 0.0, 0.02)
 
     def param_groups(self, weight_decay: float) -> list[dict]:
-        """AdamW groups: matrices decay; norms, biases, embeddings and per-head scalars (dim < 2) don't.
-        Token embeddings do not decay either (a rare token's row should not shrink while unused)."""
-        no_decay_ids = {id(p) for m in self.modules() if isinstance(m, (TokenEmbedding, nn.Embedding))
-                        for p in m.parameters()}
+        """AdamW groups: matrices decay; norms, biases and per-head scalars (dim < 2) don't, nor do tables
+        of embeddings/biases marked `no_decay` (a rare token's row should not shrink while unused)."""
         decay, no_decay, seen = [], [], set()
         for p in self.parameters():
             if id(p) in seen or not p.requires_grad:
                 continue
             seen.add(id(p))
-            (decay if p.dim() >= 2 and id(p) not in no_decay_ids else no_decay).append(p)
+            (decay if p.dim() >= 2 and not getattr(p, "no_decay", False) else no_decay).append(p)
         return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def no_decay(p: nn.Parameter) -> nn.Parameter:
+    """Mark a parameter table (embedding, position or bias table) as exempt from weight decay."""
+    p.no_decay = True
+    return p

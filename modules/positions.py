@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .base import no_decay
 from .tracing import LoggingModule, log_io
 
 
@@ -26,6 +27,7 @@ class LearnedPositions(LoggingModule):
         super().__init__()
         self.max_len = max_len
         self.table = nn.Embedding(max_len, dim)
+        no_decay(self.table.weight)
 
     @log_io
     def forward(self, pos):
@@ -92,7 +94,7 @@ class RelativeBias(LoggingModule):
     def __init__(self, n_head: int, max_distance: int):
         super().__init__()
         self.max_distance = max_distance
-        self.table = nn.Parameter(torch.zeros(n_head, 2 * max_distance + 1))
+        self.table = no_decay(nn.Parameter(torch.zeros(n_head, 2 * max_distance + 1)))
 
     @log_io
     def forward(self, q_pos, k_pos):
