@@ -158,12 +158,15 @@ def shipped_runs() -> list[Path]:
 def load_run(run_dir, which: str = "model", device: str = "cpu"):
     """(model, {"model": ModelConfig, "train": TrainConfig}, tokenizer) rebuilt from a run folder.
 
+    run_dir: a path, or the name of a folder under trained/.
     which: "model" (last weights) or "best_model" (lowest validation loss)."""
     from config import config_from_dict
     from modules import build_model
     from tokenizers import Tokenizer
 
     run_dir = Path(run_dir)
+    if not run_dir.exists() and (TRAINED / run_dir).exists():
+        run_dir = TRAINED / run_dir
     if not (run_dir / "model_config.json").exists():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no model_config.json); runs: "
                                 f"{[p.name for p in run_dirs()]}")
