@@ -1,0 +1,309 @@
+"""Tests of inference.py: cached vs recomputed generation, the sampling filters, seeds, eos, batching of
+prompts of different lengths, beam search, and the command line."""
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+import data
+import inference
+from config import TrainConfig, model_config
+from inference import beam_search, filter_logits, generate, generate_ids, next_token
+from modules import build_model
+from modules.base import Output
+from tokenizers import CharTokenizer
+
+TOK = CharTokenizer.train("abcdefghij xyhelo")
+V = TOK.vocab_size
+WINDOW = 16
+
+
+def make(pos="rope", seed=0, vocab=V, **kw):
+    torch.manual_seed(seed)
+    m = build_model(model_config("gpt", vocab_size=vocab, n_layer=2, d_model=32, n_head=4, block_size=WINDOW,
+                                 pos=pos, **kw))
+    with torch.no_grad():  # larger random weights: peaky, varied next-token distributions
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+        m.embed.weight.normal_()  # tokens as loud as the sinusoidal positions, so the output depends on them
+    return m.eval()
+
+
+def prompt_ids(b=2, t=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(5, V, (b, t), generator=g)
+
+
+# --- cache vs recomputation -------------------------------------------------------------------------
+@pytest.mark.parametrize("pos", ["learned", "sinusoidal", "rope", "relative"])
+def test_cached_and_uncached_greedy_agree_within_the_window(pos):
+    m = make(pos, n_kv_head=2)
+    ids = prompt_ids()
+    a = generate_ids(m, ids, WINDOW - 5, temperature=0, use_cache=True)
+    b = generate_ids(m, ids, WINDOW - 5, temperature=0, use_cache=False)
+    assert a.shape == (2, WINDOW)
+    assert torch.equal(a, b)
+    assert torch.equal(a[:, :5], ids)
+    assert len(set(a[:, 5:].flatten().tolist())) > 2  # not a degenerate model that always says the same
+    # sampling (same seed) goes through the same distributions, so it agrees too, on varied sequences
+    a = generate_ids(m, ids, WINDOW - 5, temperature=3.0, use_cache=True, generator=torch.Generator().manual_seed(0))
+    b = generate_ids(m, ids, WINDOW - 5, temperature=3.0, use_cache=False, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and len(set(a[:, 5:].flatten().tolist())) > 5
+
+
+@pytest.mark.parametrize("pos", ["learned", "sinusoidal", "rope", "relative"])
+def test_generation_beyond_the_window_runs_with_and_without_cache(pos):
+    m = make(pos)
+    ids = prompt_ids()
+    n = 3 * WINDOW
+    a = generate_ids(m, ids, n, temperature=0, use_cache=True)
+    b = generate_ids(m, ids, n, temperature=0, use_cache=False)
+    for out in (a, b):
+        assert out.shape == (2, 5 + n)
+        assert 0 <= int(out.min()) and int(out.max()) < V
+    # identical as long as the whole sequence fits the window
+    k = WINDOW - 5 + 1
+    assert torch.equal(a[:, :5 + k], b[:, :5 + k])
+
+
+def test_a_prompt_longer_than_the_window(pos="learned"):
+    m = make(pos)
+    ids = prompt_ids(t=WINDOW + 7)
+    for cache in (True, False):
+        out = generate_ids(m, ids, 5, temperature=0, use_cache=cache)
+        assert out.shape == (2, WINDOW + 12)
+    # the first new token sees exactly the last window of the prompt
+    with torch.no_grad():
+        first = m(ids[:, -WINDOW:]).logits[:, -1].argmax(-1)
+    assert torch.equal(generate_ids(m, ids, 1, temperature=0)[:, -1], first)
+
+
+class SumModel(nn.Module):
+    """Next token = (sum of every id it was given) mod V: the answer needs the whole context. It carries no
+    streaming state (init_state returns None), like any model that does not stream."""
+
+    def __init__(self, window):
+        super().__init__()
+        self.max_context = window
+
+    def init_state(self, batch_size):
+        return None
+
+    def forward(self, x, state=None):
+        nxt = x.sum(1) % V
+        logits = torch.zeros(x.shape[0], x.shape[1], V)
+        logits[torch.arange(x.shape[0]), -1, nxt] = 1.0
+        return Output(logits, None, state)
+
+
+@pytest.mark.parametrize("window", [None, 8])
+def test_a_model_without_streaming_state_is_recomputed_even_when_the_cache_is_asked_for(window):
+    m = SumModel(window)
+    ids = prompt_ids()
+    want = generate_ids(m, ids, 12, temperature=0, use_cache=False)
+    assert torch.equal(generate_ids(m, ids, 12, temperature=0, use_cache=True), want)
+
+
+# --- sampling filters -------------------------------------------------------------------------------
+PROBS = torch.tensor([0.05, 0.5, 0.15, 0.3])  # sorted: 0.5 (1), 0.3 (3), 0.15 (2), 0.05 (0)
+
+
+def kept(logits):
+    return set(torch.isfinite(logits).nonzero()[:, -1].tolist())
+
+
+def test_top_k_keeps_exactly_the_k_largest():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 20)
+    for k in (1, 5, 19, 20, 50):
+        out = filter_logits(logits, top_k=k)
+        for r in range(3):
+            assert kept(out[r]) == set(logits[r].topk(min(k, 20)).indices.tolist())
+            torch.testing.assert_close(out[r][torch.isfinite(out[r])], logits[r][torch.isfinite(out[r])])
+
+
+@pytest.mark.parametrize("p, keep", [(0.01, {1}), (0.5, {1}), (0.6, {1, 3}), (0.79, {1, 3}), (0.81, {1, 3, 2}),
+                                     (0.96, {0, 1, 2, 3}), (1.0, {0, 1, 2, 3})])
+def test_top_p_keeps_the_smallest_set_reaching_p(p, keep):
+    out = filter_logits(PROBS.log()[None], top_p=p)
+    assert kept(out[0]) == keep
+
+
+def test_top_p_comes_after_temperature():
+    # temperature 10 flattens (0.5, 0.3, 0.15, 0.05) to about (0.275, 0.262, 0.244, 0.219): 3 tokens reach 0.6
+    assert kept(filter_logits(PROBS.log()[None], temperature=10.0, top_p=0.6)[0]) == {1, 3, 2}
+
+
+@pytest.mark.parametrize("min_p, keep", [(0.5, {1, 3}), (0.2, {1, 3, 2}), (0.05, {0, 1, 2, 3}), (0.9, {1})])
+def test_min_p_keeps_tokens_near_the_best(min_p, keep):
+    assert kept(filter_logits(PROBS.log()[None], min_p=min_p)[0]) == keep
+
+
+def test_filters_work_row_by_row():
+    logits = torch.stack([PROBS.log(), PROBS.flip(0).log()])
+    out = filter_logits(logits, top_k=2)
+    assert kept(out[0]) == {1, 3} and kept(out[1]) == {2, 0}
+    out = filter_logits(logits, top_p=0.6)
+    assert kept(out[0]) == {1, 3} and kept(out[1]) == {2, 0}
+
+
+def test_temperature_scales_and_zero_is_argmax():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 10)
+    torch.testing.assert_close(filter_logits(logits, temperature=2.0), logits / 2)
+    assert torch.equal(next_token(logits, 0, None, None, None, None), logits.argmax(-1, keepdim=True))
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(next_token(logits, 1.0, 1, None, None, g), logits.argmax(-1, keepdim=True))  # top-1
+
+
+def test_sampling_follows_the_filtered_distribution():
+    g = torch.Generator().manual_seed(0)
+    logits = PROBS.log()[None].expand(4000, 4)
+    draws = next_token(logits, 1.0, None, None, None, g).flatten()
+    freq = torch.bincount(draws, minlength=4).float() / len(draws)
+    torch.testing.assert_close(freq, PROBS, atol=0.03, rtol=0)
+    draws = next_token(logits, 1.0, 2, None, None, g).flatten()
+    assert set(draws.tolist()) == {1, 3}
+    assert abs((draws == 1).float().mean().item() - 0.5 / 0.8) < 0.03  # renormalised over the two kept
+
+
+# --- seeds, eos, batching ---------------------------------------------------------------------------
+def test_sampling_with_a_seed_is_reproducible():
+    m = make()
+    a = generate(m, TOK, "abc", max_new_tokens=20, temperature=1.0, seed=3)
+    torch.manual_seed(99)  # the global RNG does not matter
+    b = generate(m, TOK, "abc", max_new_tokens=20, temperature=1.0, seed=3)
+    c = generate(m, TOK, "abc", max_new_tokens=20, temperature=1.0, seed=4)
+    assert a == b and a != c
+    assert generate(m, TOK, "abc", max_new_tokens=20, temperature=1.0, top_k=1, seed=5) == \
+        generate(m, TOK, "abc", max_new_tokens=20, temperature=0)
+
+
+class Bigram(nn.Module):
+    """Deterministic next token from the last token: a -> b -> <eos> -> c -> a."""
+    max_context = None
+
+    def __init__(self):
+        super().__init__()
+        a, b, c = TOK.encode("abc")
+        self.table = torch.full((V, V), -10.0)
+        for x, y in [(a, b), (b, TOK.eos_id), (TOK.eos_id, c), (c, a)]:
+            self.table[x, y] = 10.0
+        self.calls = 0
+
+    def init_state(self, batch_size):
+        return None
+
+    def forward(self, x, state=None):
+        self.calls += 1
+        return Output(self.table[x], None, state)
+
+
+def test_generation_stops_at_eos():
+    m = Bigram()
+    assert generate(m, TOK, "a", max_new_tokens=10, temperature=0) == "b"
+    assert generate(m, TOK, "c", max_new_tokens=10, temperature=0) == "ab"
+    full = generate(m, TOK, "a", max_new_tokens=7, temperature=0, stop_at_eos=False)
+    assert full == "b<eos>cab<eos>c"
+    ids = torch.tensor([TOK.encode("a"), TOK.encode("c")])
+    out = generate_ids(m, ids, 10, temperature=0, eos_id=TOK.eos_id)
+    a, b, c = TOK.encode("abc")
+    # the first row ended early and is padded with eos; generation stopped once both rows ended
+    assert out.tolist() == [[a, b, TOK.eos_id, TOK.eos_id], [c, a, b, TOK.eos_id]]
+
+
+def test_batched_prompts_of_different_lengths_equal_one_by_one():
+    m = make()
+    prompts = ["ab", "hello", "c", "xy", "hello world", "ij"]
+    batched = generate(m, TOK, prompts, max_new_tokens=6, temperature=0)
+    assert isinstance(batched, list) and len(batched) == len(prompts)
+    single = [generate(m, TOK, p, max_new_tokens=6, temperature=0) for p in prompts]
+    assert batched == single and all(isinstance(s, str) for s in single)
+    assert len(set(single)) > 2  # the prompts lead to different continuations
+    assert generate(m, TOK, [], max_new_tokens=3) == []
+
+
+def test_an_empty_prompt_starts_from_bos():
+    m = make()
+    with torch.no_grad():
+        first = m(torch.tensor([[TOK.bos_id]])).logits[0, -1].argmax().item()
+    out = generate(m, TOK, "", max_new_tokens=1, temperature=0, stop_at_eos=False)
+    assert out == TOK.decode([first])
+
+
+# --- beam search ------------------------------------------------------------------------------------
+def logprob(m, ids, prompt_len):
+    """Total log-probability of ids[prompt_len:] given ids[:prompt_len] (one row)."""
+    with torch.no_grad():
+        lp = m(ids[None]).logits[0].float().log_softmax(-1)
+    return sum(lp[t - 1, ids[t]].item() for t in range(prompt_len, len(ids)))
+
+
+def test_beam_search_with_one_beam_is_greedy():
+    m = make()
+    ids = prompt_ids(b=1)
+    greedy = generate_ids(m, ids, 8, temperature=0, use_cache=False)
+    for lp in (0.0, 1.0):
+        assert torch.equal(beam_search(m, ids, beams=1, max_new_tokens=8, length_penalty=lp), greedy)
+
+
+def test_beam_search_finds_the_most_likely_sequence_when_it_is_wide_enough():
+    vocab, n = 5, 3
+    m = make(vocab=vocab, seed=1)
+    ids = torch.tensor([[1, 4, 2]])
+    best = max((torch.tensor([1, 4, 2, *tail]) for tail in itertools.product(range(vocab), repeat=n)),
+               key=lambda s: logprob(m, s, 3))
+    out = beam_search(m, ids, beams=vocab ** (n - 1), max_new_tokens=n, length_penalty=0.0)
+    assert out.tolist() == [best.tolist()]
+    greedy = generate_ids(m, ids, n, temperature=0, use_cache=False)
+    assert logprob(m, out[0], 3) >= logprob(m, greedy[0], 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_beam_search_is_at_least_as_likely_as_greedy(seed):
+    m = make(seed=seed)
+    ids = prompt_ids(b=1, seed=seed)
+    greedy = generate_ids(m, ids, 8, temperature=0, use_cache=False)
+    beam = beam_search(m, ids, beams=4, max_new_tokens=8, length_penalty=0.0)
+    assert beam.shape == greedy.shape
+    assert logprob(m, beam[0], 5) >= logprob(m, greedy[0], 5) - 1e-5
+
+
+def test_beam_search_refuses_a_batch():
+    with pytest.raises(ValueError, match="one prompt"):
+        beam_search(make(), prompt_ids(b=2), beams=2, max_new_tokens=2)
+
+
+def test_beam_search_keeps_finished_beams():
+    m = Bigram()
+    ids = torch.tensor([TOK.encode("a")])
+    out = beam_search(m, ids, beams=3, max_new_tokens=6, eos_id=TOK.eos_id)
+    assert out.tolist() == [[*TOK.encode("ab"), TOK.eos_id]]  # a -> b -> eos, then finished
+    assert generate(m, TOK, "a", max_new_tokens=6, beams=3) == "b"
+
+
+def test_zero_new_tokens_gives_the_empty_continuation():
+    m = make()
+    assert generate(m, TOK, "abc", max_new_tokens=0, temperature=0) == ""
+    assert generate(m, TOK, "abc", max_new_tokens=0, beams=2) == ""
+
+
+# --- command line -----------------------------------------------------------------------------------
+def test_inference_cli_on_a_run_folder(tmp_path, monkeypatch, capsys):
+    from train import Trainer
+    monkeypatch.setattr(data, "CACHE", tmp_path / "cache")
+    out = tmp_path / "run"
+    Trainer(model_config("gpt", n_layer=1, d_model=16, n_head=2, block_size=16),
+            TrainConfig(max_iters=1, eval_interval=1, eval_iters=1, batch_size=2, sample_len=0), out,
+            progress=False, verbose=False).run()
+    assert inference.main([str(out), "--prompt", "The ", "--prompt", "def", "--max_new_tokens", "7",
+                           "--temperature", "0"]) == 0
+    printed = capsys.readouterr().out
+    from tools import load_run
+    model, _, tok = load_run(out)
+    want = generate(model, tok, ["The ", "def"], max_new_tokens=7, temperature=0)
+    assert f"The {want[0]}\n" in printed and f"def{want[1]}\n" in printed
+    with pytest.raises(SystemExit) as e:
+        inference.main([str(tmp_path / "not_a_run")])
+    assert e.value.code == 2
