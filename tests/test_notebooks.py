@@ -1,0 +1,97 @@
+"""Static checks of the stored notebooks (shared/DESIGN.md 6). nbval (tests/run.sh) re-runs them and compares
+outputs, but it never checks a cell that was never executed; these tests make sure every code cell was run,
+top to bottom in a fresh kernel, without errors, and that each notebook seeds and pins its threads.
+
+Each test loops over every notebook found (none yet is not a failure, and not a skip either) and reports
+every offending notebook at once."""
+import json
+import re
+from pathlib import Path
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+SEEDS = re.compile(r"seed_everything\(|manual_seed\(|random\.seed\(|np\.random\.seed\(|default_rng\(")
+THREADS = re.compile(r"set_num_threads\(\s*1\s*\)|set_threads\(\s*1\s*\)")
+# Notebooks that compute with torch must pin one thread (losses differ in the 4th decimal between thread
+# counts); a notebook that only uses `data` or `tokenizers` does no float work worth pinning.
+USES_TORCH = re.compile(r"^\s*(import|from)\s+(torch|modules|train|inference|model_comparison)\b", re.M)
+
+
+def notebooks():
+    """(path, parsed JSON) of every notebook under notebooks/, Jupyter's checkpoints aside."""
+    if not NOTEBOOKS.is_dir():
+        return []
+    paths = sorted(p for p in NOTEBOOKS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    out = []
+    for p in paths:
+        with open(p, encoding="utf-8") as f:
+            out.append((p, json.load(f)))  # invalid JSON fails here, naming the file in the traceback
+    return out
+
+
+def code_cells(nb):
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def source(cell):
+    s = cell["source"]
+    return s if isinstance(s, str) else "".join(s)
+
+
+def text(output):
+    t = output.get("text", "")
+    return t if isinstance(t, str) else "".join(t)
+
+
+def test_every_notebook_is_valid_nbformat_4_json():
+    bad = [p.name for p, nb in notebooks() if nb.get("nbformat") != 4 or not isinstance(nb.get("cells"), list)
+           or not code_cells(nb)]
+    assert not bad, f"not nbformat 4 with code cells: {bad}"
+
+
+def test_every_code_cell_ran_in_order_in_a_fresh_kernel():
+    problems = []
+    for p, nb in notebooks():
+        counts = [c.get("execution_count") for c in code_cells(nb)]
+        never = [i for i, n in enumerate(counts) if n is None]
+        if never:
+            problems.append(f"{p.name}: code cells {never} were never executed (nbval would not check them)")
+        elif counts != list(range(1, len(counts) + 1)):
+            problems.append(f"{p.name}: execution counts {counts}; run it top to bottom in a fresh kernel")
+    assert not problems, "\n".join(problems)
+
+
+def test_no_error_outputs():
+    problems = []
+    for p, nb in notebooks():
+        for i, c in enumerate(code_cells(nb)):
+            for o in c.get("outputs", []):
+                if o.get("output_type") == "error":
+                    problems.append(f"{p.name} cell {i}: {o.get('ename')}: {o.get('evalue')}")
+                elif "Traceback (most recent call last)" in text(o):
+                    problems.append(f"{p.name} cell {i} printed a traceback")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_notebook_seeds_and_pins_torch_to_one_thread():
+    problems = []
+    for p, nb in notebooks():
+        src = "\n".join(source(c) for c in code_cells(nb))
+        if not SEEDS.search(src):
+            problems.append(f"{p.name} never seeds (tools.seed_everything / torch.manual_seed / random.seed)")
+        if USES_TORCH.search(src) and not THREADS.search(src):
+            problems.append(f"{p.name} computes with torch but never calls torch.set_num_threads(1)")
+    assert not problems, "\n".join(problems)
+
+
+def test_no_notebook_reads_the_design_folder_or_ignores_every_cell():
+    problems = []
+    for p, nb in notebooks():
+        cells = code_cells(nb)
+        if any("/work/shared" in source(c) for c in cells):
+            problems.append(f"{p.name} reads /work/shared (the product must not depend on it)")
+        with_output = [c for c in cells if c.get("outputs")]
+        ignored = [c for c in with_output if re.search(r"NBVAL_(IGNORE_OUTPUT|SKIP)", source(c))]
+        if with_output and len(ignored) == len(with_output):
+            problems.append(f"{p.name}: nbval ignores every cell that has output")
+    assert not problems, "\n".join(problems)
