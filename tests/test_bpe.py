@@ -96,6 +96,25 @@ def test_incremental_training_equals_the_textbook_recount_on_english():
     assert BPETokenizer.train(SAMPLE, 320).merges == expected
 
 
+def test_incremental_training_equals_a_full_recount_on_real_text():
+    """300 merges on 30 KB of the Python docs against a full weighted recount after every merge:
+    enough merges for counts to rise and fall many times (the heap's lazy updates)."""
+    import pydoc_data.topics
+    text = "".join(sorted(pydoc_data.topics.topics.values()))[:30_000]
+    chunks = count_chunks(text, GPT4_SPLIT_PATTERN)
+    words = {c: list(c.encode()) for c in chunks}
+    expected = []
+    for k in range(300):
+        counts = {}
+        for c, ids in words.items():
+            for pair, n in get_stats(ids).items():
+                counts[pair] = counts.get(pair, 0) + n * chunks[c]
+        pair = min(counts, key=lambda p: (-counts[p], p))
+        expected.append(pair)
+        words = {c: merge(ids, pair, 260 + k) for c, ids in words.items()}
+    assert learn_merges(chunks, 300, 260) == expected
+
+
 def test_merges_do_not_depend_on_the_order_of_chunks():
     rng = random.Random(0)
     lines = [f"{w} {v}{'.' * (i % 3)}\n" for i, (w, v) in

@@ -24,8 +24,8 @@ merge, as minbpe does) is slow:
 - the text is counted as *distinct* chunks with their frequencies (`the` is stored once, weight 9000);
 - pair counts live in a dict kept up to date incrementally: a merge only revisits the chunks that hold
   the merged pair (an index pair -> chunks says which);
-- the most frequent pair comes from a max-heap with lazy deletion: an entry whose count is out of date
-  is skipped when it surfaces, and every count change pushes a fresh entry.
+- the most frequent pair comes from a max-heap with lazy updates: a count that goes up pushes a fresh
+  entry; one that goes down leaves its old, too-high entry in place, corrected when it surfaces.
 
 Deterministic ties: among pairs of equal count the smallest pair `(id0, id1)` wins, so the same
 text gives the same merges whatever the order of its chunks or documents.
@@ -143,8 +143,9 @@ def learn_merges(chunk_counts: dict, n_merges: int, first_id: int) -> list[tuple
     """The first `n_merges` merges of BPE over chunks with frequencies; merge k makes `first_id + k`.
 
     Each distinct chunk is a list of ids with a weight. `counts[pair]` is the weighted number of times
-    the pair would be merged, `where[pair]` the chunks holding it, `heap` holds (-count, pair) entries,
-    some out of date: an entry is used only if its count is still the pair's count.
+    the pair would be merged, `where[pair]` the chunks holding it. `heap` holds (-count, pair) entries;
+    every pair has one at least as high as its count, so an entry that is exact when it reaches the
+    top is the most frequent pair (the smallest pair among equals, by tuple order).
     """
     words = [list(to_bytes(chunk)) for chunk in chunk_counts]
     freqs = list(chunk_counts.values())
@@ -161,8 +162,11 @@ def learn_merges(chunk_counts: dict, n_merges: int, first_id: int) -> list[tuple
             raise ValueError(f"the text allows only {len(merges)} merges (every chunk is one token); "
                              f"ask for a vocabulary of at most {first_id + len(merges)}")
         neg_count, pair = heapq.heappop(heap)
-        if counts.get(pair) != -neg_count:
-            continue  # a stale entry: the pair's count changed after it was pushed
+        count = counts.get(pair, 0)
+        if count != -neg_count:  # a stale entry: the count went down (or to 0) after it was pushed
+            if count:
+                heapq.heappush(heap, (-count, pair))
+            continue
         new_id = first_id + len(merges)
         merges.append(pair)
         for w in where.pop(pair):
@@ -183,9 +187,10 @@ def _update_word(words, w, freq, pair, new_id, counts, where, heap) -> None:
         c = counts.get(p, 0) + delta
         if c:
             counts[p] = c
-            heapq.heappush(heap, (-c, p))
         else:
             del counts[p]
+        if delta > 0:  # a count that went up needs a new entry; one that went down waits (above)
+            heapq.heappush(heap, (-c, p))
         if p not in new:
             where[p].discard(w)
         elif p not in old:
