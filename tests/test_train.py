@@ -130,6 +130,28 @@ def test_resume_after_ctrl_c_inside_a_micro_batch(tmp_path):
     assert same_state(weights(out / "model.pt"), weights(ref.out / "model.pt"))
 
 
+def test_resume_after_ctrl_c_during_an_evaluation(finished, tmp_path, monkeypatch):
+    """Ctrl-C while the step-4 evaluation runs (evaluation is the slow part of a log row): the resumed run
+    must still log step 4, with the training loss of steps 3-4."""
+    import train
+    real, calls = train.evaluate, []
+
+    def evaluate(model, src):
+        calls.append(1)
+        if len(calls) == 3:  # evaluations at steps 0, 2, then 4
+            raise KeyboardInterrupt
+        return real(model, src)
+
+    monkeypatch.setattr(train, "evaluate", evaluate)
+    out = tmp_path / "run"
+    t = trainer(out).run()
+    assert t.stopped.startswith("interrupted") and len(calls) == 3
+    monkeypatch.setattr(train, "evaluate", real)
+    Trainer.resume(out, progress=False, verbose=False).run()
+    assert [int(r["step"]) for r in log_rows(out)] == [0, 2, 4, 6, 8]
+    assert compared(log_rows(out)) == compared(log_rows(finished.out))
+
+
 def test_resume_with_a_longer_schedule_continues_from_the_checkpoint(finished, tmp_path):
     import shutil
     out = tmp_path / "more"
