@@ -49,7 +49,8 @@ def next_token(logits, temperature, top_k, top_p, min_p, generator):
 
 
 class Stepper:
-    """Feeds a growing sequence to the model and returns the next-token logits, with or without state."""
+    """Feeds a growing sequence to the model and returns the next-token logits, with or without state.
+    A model whose `init_state` gives None carries nothing between calls, so it is always recomputed."""
 
     def __init__(self, model, use_cache: bool):
         self.model, self.window = model, model.max_context
@@ -57,12 +58,14 @@ class Stepper:
         self.state = None
 
     def first(self, seq):
-        if not self.use_cache:
-            return self.recompute(seq)
-        return self.prefill(seq)
+        return self.prefill(seq) if self.use_cache else self.recompute(seq)
 
     def prefill(self, seq):
+        """A fresh state fed with the last window of seq."""
         self.state = self.model.init_state(seq.shape[0])
+        if self.state is None:
+            self.use_cache = False
+            return self.recompute(seq)
         ctx = seq if self.window is None else seq[:, -self.window:]
         return self.model(ctx, self.state).logits[:, -1]
 
@@ -75,8 +78,7 @@ class Stepper:
         if not self.use_cache:
             return self.recompute(seq)
         if self.window is not None and len(self.state) >= self.window:
-            self.state = self.model.init_state(seq.shape[0])
-            return self.model(seq[:, -(self.window // 2):], self.state).logits[:, -1]
+            return self.prefill(seq[:, -(self.window // 2):])  # cache full: rebuild from the last half window
         return self.model(seq[:, -1:], self.state).logits[:, -1]
 
 
@@ -110,6 +112,8 @@ def beam_search(model, ids, beams: int = 4, max_new_tokens: int = 50, length_pen
     is finished and kept aside. Each step recomputes the sequence (no cache), so it works for every model."""
     if ids.shape[0] != 1:
         raise ValueError(f"beam_search takes one prompt (got a batch of {ids.shape[0]}); loop over prompts")
+    if max_new_tokens < 1:
+        return ids
     model.eval()
     stepper = Stepper(model, use_cache=False)
     alive, scores, finished = ids, torch.zeros(1, device=ids.device), []
