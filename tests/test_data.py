@@ -375,3 +375,51 @@ def test_task_accuracy_restores_training_mode():
     assert m.training
     task_accuracy(m.eval(), task.val_batches(1, 2, seed=0))
     assert not m.training
+
+
+class Lookup(nn.Module):
+    """Knows the answer of every example it was shown: a perfect model of any task, for scoring."""
+
+    def __init__(self, batches, vocab):
+        super().__init__()
+        self.P = int((batches[0].y[0] == IGNORE).sum())
+        self.vocab = vocab
+        self.answers = {tuple(x[:self.P].tolist()): y[self.P:].tolist() for b in batches for x, y in zip(b.x, b.y)}
+
+    def forward(self, seq):
+        k = seq.shape[1] - 1 - self.P  # index of the answer token that comes next
+        logits = torch.zeros(seq.shape[0], seq.shape[1], self.vocab)
+        for i, row in enumerate(seq):
+            logits[i, -1, self.answers[tuple(row[:self.P].tolist())][k]] = 1.0
+        return Out(logits, None, None)
+
+
+@pytest.mark.parametrize("name", sorted(data.TASKS))
+def test_every_task_batches_consistently(name):
+    """Whatever the task: seeded, fixed lengths, `prompt <sep> answer` with the loss on the answer only, and
+    every symbol inside the task's alphabet (no <unk>, no special token in a prompt or an answer)."""
+    task = make_task(name)
+    tok = task.tokenizer
+    assert tok.pad_id == 0 and tok.sep_id == 1
+    b1, b2 = task.batch(64, np.random.default_rng(0)), task.batch(64, np.random.default_rng(0))
+    assert torch.equal(b1.x, b2.x) and torch.equal(b1.y, b2.y)
+    assert not torch.equal(b1.x, task.batch(64, np.random.default_rng(1)).x)
+    assert b1.x.shape == b1.y.shape == (64, task.seq_len)
+    mask = b1.y != IGNORE
+    P = int((~mask[0]).sum())
+    assert P >= 1 and mask.tolist() == [[False] * P + [True] * (task.seq_len - P)] * 64
+    assert (b1.x[:, P] == tok.sep_id).all() and (b1.x[:, :P] != tok.sep_id).all()
+    assert torch.equal(b1.x[:, P + 1:], b1.y[:, P:-1])
+    symbols = torch.cat([b1.x[:, :P], b1.y[:, P:]], 1)
+    assert (symbols >= task.first).all() and (symbols < tok.vocab_size).all(), "a symbol outside the alphabet"
+    assert len(set(map(tuple, b1.x[:, :P].tolist()))) > 32  # examples vary
+
+
+@pytest.mark.parametrize("name", sorted(data.TASKS))
+def test_every_task_scores_a_perfect_model_1_and_a_hopeless_one_0(name):
+    task = make_task(name)
+    batches = task.val_batches(2, 16, seed=0)
+    V = task.tokenizer.vocab_size
+    assert task_accuracy(Lookup(batches, V), batches) == (1.0, 1.0)
+    pad = StandIn(lambda seq: torch.full((seq.shape[0],), task.tokenizer.pad_id), V)
+    assert task_accuracy(pad, batches) == (0.0, 0.0)
