@@ -17,7 +17,7 @@ import torch
 
 import data
 import tools
-from config import GPTConfig, TrainConfig, config_from_dict, model_config
+from config import MODEL_CONFIGS, GPTConfig, TrainConfig, config_from_dict, model_config
 from modules import Batch
 from tokenizers import Tokenizer
 from train import Trainer
@@ -75,7 +75,7 @@ def finished(tmp_path_factory, private_cache):
 
 
 # --- resume -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("at_step", [3, 4])  # inside an evaluation interval, and right after a checkpoint
+@pytest.mark.parametrize("at_step", [0, 3, 4])  # first step, inside an evaluation interval, right after a checkpoint
 def test_resume_after_ctrl_c_equals_the_uninterrupted_run(finished, tmp_path, monkeypatch, at_step):
     real = Trainer.train_step
     fired = []
@@ -424,6 +424,32 @@ def test_cli_help_lists_every_field_with_its_default(tmp_path):
             assert f.metadata["help"][:20] in line, line
     for flag in ("--out", "--resume"):
         assert flag in lines
+
+
+@pytest.mark.parametrize("arch", sorted(MODEL_CONFIGS))
+def test_cli_has_a_flag_for_every_field_of_every_architecture(arch):
+    import train
+    parser = train.build_parser(arch)
+    flags = {o for a in parser._actions for o in a.option_strings}
+    for cls in (MODEL_CONFIGS[arch], TrainConfig):
+        for name in cls.__dataclass_fields__:
+            assert f"--{name}" in flags, f"{arch}: --{name} missing"
+    args = vars(parser.parse_args([]))
+    assert args == {}  # no default is injected: unset flags keep the dataclass defaults
+
+
+def test_cli_task_run_in_process(tmp_path, capsys):
+    import train
+    out = tmp_path / "task"
+    code = train.main(["--task", "copy", "--task_len", "3", "--task_vocab", "4", "--max_iters", "2",
+                       "--eval_interval", "1", "--eval_iters", "1", "--batch_size", "4", "--n_layer", "1",
+                       "--d_model", "16", "--n_head", "2", "--sample_len", "3", "--progress", "false",
+                       "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "val_acc" in printed and str(out) in printed
+    with open(out / "log.csv", newline="") as f:
+        assert next(csv.reader(f))[-2:] == ["val_acc", "val_exact"]
 
 
 def test_cli_bad_flag_suggests_the_right_one(tmp_path):
