@@ -431,7 +431,7 @@ def test_param_groups_decay_exactly_the_matrices_of_linear_maps(kw):
 
 
 def test_tied_head_shares_the_embedding_tensor():
-    cfg = dict(vocab_size=13, d_model=16, n_head=2, n_layer=1, block_size=8)
+    cfg = dict(vocab_size=13, d_model=16, n_head=2, n_layer=1, block_size=8, pos="rope")
     m = build_model(model_config("gpt", tie_weights=True, **cfg))
     assert m.head.weight is m.embed.weight
     assert m.num_params() == sum(p.numel() for p in m.parameters())  # counted once
