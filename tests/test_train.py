@@ -221,6 +221,41 @@ def test_load_run_rebuilds_the_trained_model(finished):
         tools.load_run(finished.out / "nope")
 
 
+def test_every_run_in_trained_still_loads_and_reproduces_its_logged_loss():
+    """The run folders under trained/ (shipped ones included) rebuild with the current code, strictly (no
+    missing or renamed parameter), and give the validation loss their log says: a change to a model's
+    computation that would silently invalidate saved weights fails here."""
+    import train
+    problems = []
+    for run in tools.run_dirs():
+        model, cfgs, tok = tools.load_run(run)
+        src, _ = train.make_source(cfgs["model"], cfgs["train"], progress=False)
+        got = train.evaluate(model, src)
+        last = log_rows(run)[-1]
+        ck = run / "checkpoint.pt"
+        if ck.exists() and weights(ck)["step"] != last["step"]:
+            continue  # stopped early: model.pt is the last checkpoint, not the last row
+        for k in ("val_loss", "val_acc", "val_exact"):
+            if last.get(k) is not None and abs(got[k] - last[k]) > 1e-3 * max(1.0, abs(last[k])):
+                problems.append(f"{run.name}: {k} {got[k]:.5f}, logged {last[k]:.5f}")
+    assert not problems, "\n".join(problems)
+
+
+def test_atomic_writes_never_leave_half_a_file(tmp_path, monkeypatch):
+    path = tmp_path / "log.csv"
+    tools.atomic_write_text(path, "old\n")
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~tools._UMASK)  # readable by others, like open()
+
+    def crash(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        tools.atomic_write_text(path, "new\n")
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["log.csv"]  # the temporary file was removed
+
+
 def test_weights_load_with_weights_only(finished):
     sd = torch.load(finished.out / "model.pt", weights_only=True)
     assert set(sd) == set(finished.model.state_dict())
