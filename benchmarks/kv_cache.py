@@ -37,12 +37,14 @@ from modules import build_model  # noqa: E402
 from train import Trainer  # noqa: E402
 
 PROMPT, NEW, ROUNDS, TRAIN_STEPS, SAMPLED = 64, 512, 5, 60, 128
+# config.py's defaults today, pinned so a change of default never changes what is compared
+DEFAULTS = dict(tokenizer="char", norm="rms", pos="rope", mlp="gelu", bias=False, tie_weights=True)
 TARGET = 5.0
 
 
 def trained_weights() -> tuple[dict, object]:
     """A briefly trained default GPT (block_size 128): its state dict and the corpus source."""
-    mcfg = model_config("gpt", n_layer=4, n_head=4, d_model=128, block_size=128)
+    mcfg = model_config("gpt", n_layer=4, n_head=4, d_model=128, block_size=128, **DEFAULTS)
     tcfg = TrainConfig(data="builtin", batch_size=16, threads=1, seed=1337, lr=3e-3, warmup_iters=5,
                        max_iters=TRAIN_STEPS)
     with tempfile.TemporaryDirectory() as tmp:  # train_step never writes; the run folder is never created
@@ -60,7 +62,7 @@ def main() -> int:
     weights, trainer = trained_weights()
     print(f"  ({time.perf_counter() - t0:.0f} s)")
     cfg = model_config("gpt", n_layer=4, n_head=4, d_model=128, block_size=1024,
-                       vocab_size=trainer.mcfg.vocab_size)
+                       vocab_size=trainer.mcfg.vocab_size, **DEFAULTS)
     model = build_model(cfg)
     model.load_state_dict(weights)
     model.eval()

@@ -44,6 +44,8 @@ from train import Trainer  # noqa: E402
 
 WARMUP, REPEATS = 3, 40
 LR = 1e-3
+# config.py's defaults today, pinned so a change of default never changes what is compared
+DEFAULTS = dict(tokenizer="char", norm="rms", pos="rope", mlp="gelu", bias=False, tie_weights=True)
 TARGET = 1.0
 
 
@@ -137,8 +139,9 @@ def count(model):
 
 def main() -> int:
     torch.set_num_threads(1)
-    mcfg = model_config("gpt", n_layer=4, n_head=4, d_model=128, block_size=128)
-    tcfg = TrainConfig(data="builtin", batch_size=32, threads=1, seed=1337)
+    mcfg = model_config("gpt", n_layer=4, n_head=4, d_model=128, block_size=128, **DEFAULTS)
+    tcfg = TrainConfig(data="builtin", batch_size=32, grad_accum=1, grad_clip=1.0, weight_decay=0.1, threads=1,
+                       seed=1337)
     with tempfile.TemporaryDirectory() as tmp:  # train_step never writes; the folder is just never created
         trainer = Trainer(mcfg, tcfg, out=Path(tmp) / "run", progress=False, verbose=False)
     m = trainer.model.train()
