@@ -97,7 +97,7 @@ class Trainer:
         self.data_rng = np.random.default_rng(tcfg.seed)
         self.step, self.tokens, self.elapsed, self.best = 0, 0, 0.0, math.inf
         self.rows: list[dict] = []
-        self.pending = {"losses": [], "tokens": 0, "time": 0.0}  # the log row in progress
+        self.pending = self.new_row()  # training figures of the log row in progress
         self.columns = tools.LOG_COLUMNS + (tools.TASK_COLUMNS if self.src.task else [])
         self.stopped = ""  # why the run ended early, if it did
 
@@ -136,20 +136,32 @@ class Trainer:
         tools.save_json(self.out / "train_config.json", self.tcfg.to_dict())
         self.src.tokenizer.save(self.out / "tokenizer.json")
 
-    def log(self, grad_norm, lr) -> dict:
-        """Evaluate, append a row to log.csv (training figures since the previous row), track the best."""
+    def new_row(self) -> dict:
+        return {"losses": [], "tokens": 0, "time": 0.0, "lr": tools.lr_at(self.step, self.tcfg), "grad_norm": None}
+
+    def due(self) -> bool:
+        """Is a log row due at this step and not yet written (also after a Ctrl-C during its evaluation)?"""
+        t, logged = self.tcfg, self.rows[-1]["step"] if self.rows else -1
+        return logged < self.step and (self.step % t.eval_interval == 0 or self.step == t.max_iters)
+
+    def log(self) -> dict:
+        """Evaluate, append a row to log.csv (training figures since the previous row), track the best,
+        then checkpoint."""
         p = self.pending
         row = {"step": self.step, "tokens": self.tokens, "elapsed_s": round(self.elapsed, 3),
                "tokens_per_s": round(p["tokens"] / p["time"], 1) if p["time"] > 0 else None,
-               "lr": lr, "train_loss": sum(p["losses"]) / len(p["losses"]) if p["losses"] else None,
-               "val_loss": None, "grad_norm": grad_norm}
-        self.pending = {"losses": [], "tokens": 0, "time": 0.0}
+               "lr": p["lr"], "train_loss": sum(p["losses"]) / len(p["losses"]) if p["losses"] else None,
+               "val_loss": None, "grad_norm": p["grad_norm"]}
         row.update(evaluate(self.model, self.src))
         self.rows.append(row)
         tools.write_log(self.out / "log.csv", self.rows, self.columns)
         if row["val_loss"] < self.best:
             self.best = row["val_loss"]
             tools.save_torch(self.out / "best_model.pt", self.model.state_dict())
+        self.pending = self.new_row()
+        self.checkpoint()
+        if self.verbose and not self.progress:
+            print(format_row(row))
         return row
 
     def train_step(self, lr: float) -> tuple[float, float, int]:
@@ -178,12 +190,11 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.save_configs()
         m.train()
-        if self.step == 0 and not self.rows:
-            self.log(None, tools.lr_at(0, t))
-            self.checkpoint()
         bar = tqdm(total=t.max_iters, initial=self.step, disable=not self.progress, desc=self.out.name)
         unfinished = None
         try:
+            if self.due():  # step 0, or a row whose evaluation a Ctrl-C cut short
+                self.log()
             while self.step < t.max_iters:
                 unfinished = tools.rng_state(), self.data_rng.bit_generator.state  # to save exactly on Ctrl-C
                 lr, t0 = tools.lr_at(self.step, t), time.perf_counter()
@@ -195,16 +206,13 @@ class Trainer:
                     break
                 dt = time.perf_counter() - t0
                 self.step, self.tokens, self.elapsed, unfinished = self.step + 1, self.tokens + tokens, self.elapsed + dt, None
-                self.pending["losses"].append(loss)
-                self.pending["tokens"] += tokens
-                self.pending["time"] += dt
+                p = self.pending
+                p["losses"].append(loss)
+                p["tokens"], p["time"], p["lr"], p["grad_norm"] = p["tokens"] + tokens, p["time"] + dt, lr, norm
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}")
-                if self.step % t.eval_interval == 0 or self.step == t.max_iters:
-                    row = self.log(norm, lr)
-                    self.checkpoint()
-                    if self.verbose and not self.progress:
-                        print(format_row(row))
+                if self.due():
+                    self.log()
         except KeyboardInterrupt:
             # A step cut in the middle is dropped: its parameters were not updated, and the RNG states from
             # its start are saved, so a resume repeats it as if it had never begun.
