@@ -98,6 +98,9 @@ def measure(name, cfg, batch, seq, blocks, per_block, warmup=2):
     print(f"[{name}] n_layer {cfg.n_layer}, n_head {cfg.n_head}, d_model {cfg.d_model}, input {batch} x {seq}: "
           f"{calls} decorated calls per forward ({n_methods} methods stripped; trace while stripped "
           f"recorded {leaked} calls; same logits: {same})")
+    if n_methods == 0:
+        print("  (no @log_io wrapper found on the classes: decorated and stripped run the same code, so this is an "
+              "A/A run and the ratio shows the measurement noise)")
     for k, v in times.items():
         q = statistics.quantiles(v, n=4)
         print(f"  {k:>9}: median forward {med[k] * 1e6:9.1f} us (quartiles {q[0] * 1e6:.1f}..{q[2] * 1e6:.1f}; "
