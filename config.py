@@ -115,9 +115,9 @@ class ModelConfig(Config):
             raise ConfigError(f"n_head = {self.n_head} must be a multiple of n_kv_head = {self.n_kv_head}")
         if self.dropout >= 1:
             raise ConfigError(f"dropout = {self.dropout} must be in [0, 1)")
-        if not (self.tokenizer == "char" or _is_bpe_name(self.tokenizer) or self.tokenizer.startswith("task")):
+        if not (self.tokenizer == "char" or _is_bpe_name(self.tokenizer) or self.tokenizer.startswith("task-")):
             raise ConfigError(f"tokenizer = {self.tokenizer!r} is not valid; use 'char' or 'bpe-N' "
-                              f"(e.g. 'bpe-1024')")
+                              f"(e.g. 'bpe-1024'); 'task-NAME' is set by train.py for tasks")
 
     @property
     def head_dim(self) -> int:

@@ -26,7 +26,7 @@ def filter_logits(logits, temperature: float = 1.0, top_k: int | None = None, to
                   min_p: float | None = None):
     """(B, V) logits -> (B, V) logits with the filtered-out tokens at -inf, scaled by temperature."""
     logits = logits / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
+    if top_k and top_k < logits.shape[-1]:  # None or 0: off
         kth = logits.topk(top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None and top_p < 1.0:

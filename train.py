@@ -303,14 +303,14 @@ def add_fields(group, cls) -> None:
     """One flag per dataclass field, of the same name, with its default and documented meaning."""
     for f in fields(cls):
         kind = {"int": int, "float": float, "bool": parse_bool, "str": str}[str(f.type)]
-        default = f.default
+        default = str(f.default).lower() if isinstance(f.default, bool) else repr(f.default)
         group.add_argument(f"--{f.name}", type=kind, metavar=str(f.type).upper(),
-                           help=f"{f.metadata.get('help', '')} (default: {default!r})".replace("%", "%%"))
+                           help=f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%"))
 
 
 def build_parser(arch: str) -> Parser:
     p = Parser(prog="train.py", description="Train a mnemo model; writes a run folder under trained/.",
-               argument_default=argparse.SUPPRESS,
+               argument_default=argparse.SUPPRESS, allow_abbrev=False,
                epilog=f"architectures: {', '.join(sorted(MODEL_CONFIGS))}. Flags of another architecture: "
                       f"python train.py --arch NAME --help.")
     p.add_argument("--out", help="run folder (default: trained/<arch>-<data>-<timestamp>)")

@@ -95,8 +95,11 @@ class Trace:
     def _describe(self, name, value, event) -> list[tuple[str, str]]:
         """Flatten a value into (label, description) pairs; tensors get shape and dtype."""
         if isinstance(value, torch.Tensor):
-            if self.keep:
-                self.cache[f"{event.name}.{name}"] = value.detach()
+            if self.keep:  # a module called again in one trace gets keys ending #2, #3, ...
+                key, n = f"{event.name}.{name}", 2
+                while key in self.cache:
+                    key, n = f"{event.name}.{name}#{n}", n + 1
+                self.cache[key] = value.detach()
             return [(name, describe_tensor(value, self.stats))]
         if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
             return [d for i, v in enumerate(value) for d in self._describe(f"{name}[{i}]", v, event)]

@@ -1,5 +1,4 @@
-"""Shared test set-up: the repo root on sys.path, one CPU thread, a private data cache."""
-import os
+"""Shared test set-up: the repo root on sys.path and one CPU thread."""
 import sys
 from pathlib import Path
 

@@ -456,7 +456,8 @@ def test_cli_help_lists_every_field_with_its_default(tmp_path):
         for f in cls.__dataclass_fields__.values():
             line = lines.get(f"--{f.name}")
             assert line is not None, f"--{f.name} missing from --help"
-            assert f"(default: {f.default!r})" in line, line
+            shown = str(f.default).lower() if isinstance(f.default, bool) else repr(f.default)  # as typed
+            assert f"(default: {shown})" in line, line
             assert f.metadata["help"][:20] in line, line
     for flag in ("--out", "--resume"):
         assert flag in lines
