@@ -120,8 +120,12 @@ class Positions(LoggingModule):
             raise ValueError(f"pos = {kind!r} is not valid; choose learned, sinusoidal, rope or relative")
 
     def embed(self, x, pos):
-        """x (B, T, C) plus the absolute embedding of `pos` (T,), if the scheme has one."""
-        return x + self.absolute(pos) if hasattr(self, "absolute") else x
+        """x (B, T, C) plus the absolute embedding of `pos` (T,), if the scheme has one. Before the fixed
+        sinusoidal table (amplitude 1) the token embedding is scaled by sqrt(C), as in Vaswani et al., so that
+        at initialisation (std 0.02) the tokens are not drowned by their positions."""
+        if self.kind == "sinusoidal":
+            return x * x.shape[-1] ** 0.5 + self.absolute(pos)
+        return x + self.absolute(pos) if self.kind == "learned" else x
 
     def attention_extras(self, q_pos, k_pos) -> dict:
         """Keyword arguments for `Attention`: `rotary=` (RoPE) or `bias=` (relative), else nothing."""

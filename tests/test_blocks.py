@@ -179,7 +179,7 @@ def test_positions_object_gives_the_right_extras(kind, keys):
     if kind == "learned":
         torch.testing.assert_close(p.embed(x, pos), x + p.absolute.table.weight[:5])
     elif kind == "sinusoidal":
-        torch.testing.assert_close(p.embed(x, pos), x + sinusoidal_table(5, 8))
+        torch.testing.assert_close(p.embed(x, pos), x * 8 ** 0.5 + sinusoidal_table(5, 8))  # Vaswani scaling
     else:
         assert torch.equal(p.embed(x, pos), x)  # positions live in attention
     with pytest.raises(ValueError, match="pos"):

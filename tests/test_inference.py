@@ -26,7 +26,6 @@ def make(pos="rope", seed=0, vocab=V, **kw):
     with torch.no_grad():  # larger random weights: peaky, varied next-token distributions
         for p in m.parameters():
             p.add_(torch.randn_like(p) * 0.5)
-        m.embed.weight.normal_()  # tokens as loud as the sinusoidal positions, so the output depends on them
     return m.eval()
 
 
