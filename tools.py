@@ -133,9 +133,11 @@ def write_log(path, rows: list[dict], columns: list[str]) -> Path:
 
 
 def read_log(path) -> list[dict]:
-    """log.csv as a list of dicts with numbers parsed (empty cells -> None)."""
+    """log.csv as a list of dicts with numbers parsed: step and tokens as int, the rest float, empty -> None."""
+    def parse(k, v):
+        return None if v in ("", None) else int(v) if k in ("step", "tokens") else float(v)
     with open(path, newline="", encoding="utf-8") as f:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: parse(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 # --- runs -------------------------------------------------------------------------------------------
@@ -144,8 +146,9 @@ def count_params(model) -> int:
 
 
 def run_dirs(root=TRAINED) -> list[Path]:
-    """Every run folder (one that holds a model_config.json) under `root`, sorted by name."""
-    return sorted(p.parent for p in Path(root).glob("*/model_config.json"))
+    """Every finished-or-checkpointed run folder (config, log and weights written) under `root`, by name."""
+    return sorted(p.parent for p in Path(root).glob("*/model_config.json")
+                  if (p.parent / "log.csv").exists() and (p.parent / "model.pt").exists())
 
 
 def shipped_runs() -> list[Path]:

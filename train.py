@@ -82,7 +82,10 @@ def evaluate(model, src: Source) -> dict:
 
 
 class Trainer:
-    """Trains one run folder: `Trainer(mcfg, tcfg, out).run()`, or `Trainer.resume(out).run()`."""
+    """Trains one run folder: `Trainer(mcfg, tcfg, out).run()`, or `Trainer.resume(out).run()`.
+
+    Building a Trainer seeds the global RNGs (Python, NumPy, torch) with `tcfg.seed` and sets torch's
+    thread count to `tcfg.threads`: a run is reproducible only if nothing else draws from them meanwhile."""
 
     def __init__(self, mcfg: ModelConfig, tcfg: TrainConfig, out=None, progress: bool = True,
                  verbose: bool = True):
@@ -270,7 +273,7 @@ def format_row(row: dict) -> str:
     parts = [f"step {int(row['step'])}"]
     for k in ("train_loss", "val_loss", "val_acc", "val_exact"):
         if row.get(k) is not None:
-            parts.append(f"{k} {row[k]:.4f}")
+            parts.append(f"{k} {row[k]:.3f}")
     return "  ".join(parts)
 
 

@@ -201,6 +201,11 @@ def trace(model: nn.Module, depth: int | None = None, only=None, stats: bool = F
     t = Trace(stats=stats, keep=keep)
     chosen = [(name, m) for name, m in model.named_modules()
               if isinstance(m, LoggingModule) and _selected(name, depth, only)]
+    if not chosen:
+        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                        if n and isinstance(m, LoggingModule) and not n.rsplit(".", 1)[-1].isdigit()})
+        raise ValueError(f"trace(only={only!r}, depth={depth!r}) selects no module; `only` matches module names "
+                         f"or paths (not method names), e.g. one of {names}")
     previous = [m.__dict__.get("_tracer") for _, m in chosen]
     for name, m in chosen:
         t._paths[id(m)] = name

@@ -137,9 +137,12 @@ def test_only_with_glob_patterns_on_the_path():
     with trace(m, only=("blocks.?.attn", "head")) as t:
         m(X)
     assert set(traced_paths(t)) == {"blocks.0.attn", "blocks.1.attn", "head"}
-    with trace(m, only=("nothing_here",)) as t:
-        m(X)
-    assert t.events == [] and t.text() == ""
+    with pytest.raises(ValueError, match="nothing_here.*selects no module.*'attn'"):
+        with trace(m, only=("nothing_here",)):
+            m(X)
+    with pytest.raises(ValueError, match="not method names"):  # a method name is a common slip
+        with trace(m, only=("attend",)):
+            m(X)
 
 
 def test_depth_and_only_combine():
