@@ -1,7 +1,8 @@
 """Shape tracing: `LoggingModule`, the `@log_io` decorator, and the `trace` context manager.
 
 Every module in mnemo subclasses `LoggingModule`; methods worth seeing carry `@log_io`. Tracing is off
-by default, and then a decorated call costs one attribute check. Inside
+by default, and then it costs nothing at all: `@log_io` only marks a method, and `trace` puts a recording
+wrapper on the traced module instances for the duration of the `with` block, then takes it away. Inside
 
     with trace(model, depth=2, only=("attn",), stats=False, keep=False) as t:
         model(x)
@@ -27,22 +28,36 @@ from torch import nn
 
 
 class LoggingModule(nn.Module):
-    """An `nn.Module` whose `@log_io` methods report to the active trace, if any."""
-    _tracer = None  # set on the instance by `trace`, only while a trace is active
+    """An `nn.Module` whose `@log_io` methods can be traced."""
+    _tracer = None  # the active Trace, set on the instance by `trace` only while it is traced
 
 
 def log_io(fn):
-    """Record this method's inputs and outputs when the module is being traced."""
-    signature = inspect.signature(fn)
+    """Mark a method as worth tracing. The mark is free: `trace` wraps marked methods of the traced instances
+    only inside its `with` block, so a model that is not traced runs the plain functions."""
+    fn.log_io = True
+    return fn
 
-    @functools.wraps(fn)
-    def wrapper(self, *args, **kwargs):
-        tracer = self._tracer
-        if tracer is None:
-            return fn(self, *args, **kwargs)
-        return tracer.record(self, fn, signature, args, kwargs)
 
-    return wrapper
+@functools.cache
+def traced_methods(cls) -> tuple:
+    """(name, function, signature) of every `@log_io` method of a class; an undecorated override hides a
+    decorated method of a base class."""
+    out, seen = [], set()
+    for klass in cls.__mro__:
+        for name, fn in vars(klass).items():
+            if name not in seen:
+                seen.add(name)
+                if getattr(fn, "log_io", False):
+                    out.append((name, fn, inspect.signature(fn)))
+    return tuple(out)
+
+
+def _recorder(t: "Trace", module, fn, signature):
+    """`module.fn` as it runs while traced: every call goes through `t.record`."""
+    def call(*args, **kwargs):
+        return t.record(module, fn, signature, args, kwargs)
+    return call
 
 
 @dataclass
@@ -206,15 +221,21 @@ def trace(model: nn.Module, depth: int | None = None, only=None, stats: bool = F
                         if n and isinstance(m, LoggingModule) and not n.rsplit(".", 1)[-1].isdigit()})
         raise ValueError(f"trace(only={only!r}, depth={depth!r}) selects no module; `only` matches module names "
                          f"or paths (not method names), e.g. one of {names}")
-    previous = [m.__dict__.get("_tracer") for _, m in chosen]
+    saved = []  # what each module's instance dict held before (an enclosing trace's wrappers), to restore
     for name, m in chosen:
+        methods = traced_methods(type(m))
+        keys = ["_tracer", *(meth for meth, _, _ in methods)]
+        saved.append((m, {k: m.__dict__[k] for k in keys if k in m.__dict__}, keys))
         t._paths[id(m)] = name
-        m._tracer = t
+        m.__dict__["_tracer"] = t
+        for meth, fn, signature in methods:
+            m.__dict__[meth] = _recorder(t, m, fn, signature)
     try:
         yield t
     finally:
-        for (_, m), prev in zip(chosen, previous):
-            if prev is None:
-                m.__dict__.pop("_tracer", None)
-            else:
-                m._tracer = prev
+        for m, before, keys in saved:
+            for k in keys:
+                if k in before:
+                    m.__dict__[k] = before[k]
+                else:
+                    m.__dict__.pop(k, None)
