@@ -25,20 +25,44 @@ def causal_mask(t_q: int, t_k: int, device=None) -> torch.Tensor:
 
 
 class KVCache:
-    """Keys and values of the positions seen so far, per layer, for incremental decoding."""
+    """Keys and values of the positions seen so far, per layer, for incremental decoding.
+
+    The tensors live in buffers that double when full, so a step writes only its own keys and values
+    (growing by concatenation would copy the whole cache at every step). Meant for inference: the buffers
+    are written in place, which autograd cannot differentiate through."""
 
     def __init__(self):
-        self.k = self.v = None
+        self.k_buf = self.v_buf = None
+        self.length = 0
 
     def __len__(self) -> int:
-        return 0 if self.k is None else self.k.shape[2]
+        return self.length
+
+    @property
+    def k(self):
+        """The cached keys (B, H_kv, S, d), or None before the first step."""
+        return None if self.k_buf is None else self.k_buf[:, :, :self.length]
+
+    @property
+    def v(self):
+        return None if self.v_buf is None else self.v_buf[:, :, :self.length]
 
     def extend(self, k, v):
-        """Append this step's k, v (B, H_kv, T, d) and return the whole cache."""
-        if self.k is not None:
-            k, v = torch.cat([self.k, k], dim=2), torch.cat([self.v, v], dim=2)
-        self.k, self.v = k, v
-        return k, v
+        """Append this step's k, v (B, H_kv, T, d) and return the whole cache (B, H_kv, S, d)."""
+        n = self.length + k.shape[2]
+        if self.k_buf is None or n > self.k_buf.shape[2]:
+            self.k_buf, self.v_buf = self._grown(self.k_buf, k, n), self._grown(self.v_buf, v, n)
+        self.k_buf[:, :, self.length:n] = k
+        self.v_buf[:, :, self.length:n] = v
+        self.length = n
+        return self.k, self.v
+
+    def _grown(self, old, new, n: int):
+        capacity = max(n, 2 * (0 if old is None else old.shape[2]), 64)
+        buf = new.new_empty(*new.shape[:2], capacity, new.shape[3])
+        if old is not None:
+            buf[:, :, :self.length] = old[:, :, :self.length]
+        return buf
 
 
 class Attention(LoggingModule):
@@ -82,8 +106,8 @@ class Attention(LoggingModule):
     def attend(self, q, k, v, mask=None, causal: bool = False, bias=None):
         """softmax(q k^T / sqrt(d) + bias) v over the allowed keys."""
         T, S = q.shape[2], k.shape[2]
-        if causal and mask is None and bias is None and T == S:
-            attn_mask, is_causal = None, True  # the fused causal kernel
+        if causal and mask is None and bias is None and T in (1, S):
+            attn_mask, is_causal = None, T > 1  # the fused causal kernel; one newest query sees every key
         else:
             if causal:
                 mask = causal_mask(T, S, q.device) if mask is None else mask & causal_mask(T, S, q.device)
