@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from .base import IGNORE, Batch, LanguageModel, Output
 from .gpt import GPT
+from .rmt import RMT
 from .tracing import LoggingModule, log_io, trace
+from .transformer_xl import TransformerXL
 
 ARCHITECTURES: dict[str, type] = {
     "gpt": GPT,
+    "transformer_xl": TransformerXL,
+    "rmt": RMT,
 }
 
 

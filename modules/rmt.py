@@ -1,0 +1,144 @@
+"""RMT, the Recurrent Memory Transformer: memory tokens read and written by an unchanged Transformer.
+
+    M_0 = a learned (n_mem, C) memory
+    for each segment X_s of seg_len tokens (the last one may be shorter):
+        H = Blocks([M_s; Embed(X_s); M_s], mask = read_write_mask)     read memory, segment, write memory
+        logits_s = Head(Norm(H[segment rows]))
+        M_{s+1} = H[write rows]                                         the last layer's output, carried on
+
+The mask lets read-memory rows see each other only; segment tokens see the read memory and their causal
+prefix, never the write memory; write-memory rows see the read memory, the whole segment and each other.
+So the memory is written after the segment and read before the next one: information crosses any number
+of segments through n_mem vectors, and gradients flow back through the hand-overs (full BPTT by default;
+`bptt_depth = k` detaches the memory entering segments k+1, 2(k+1), ..., so a gradient crosses at most k
+hand-overs). Positions are counted within each [M; X; M] input.
+
+`n_mem = 0` is the segmented Transformer without memory (each segment alone), the paper's baseline.
+`mem_at = "start"` is the ablation with memory before the segment only, [M; X]: the new memory is read
+from the memory rows' outputs, which under a causal decoder can see nothing but the memory, so nothing of
+the segment is carried on and copy falls to chance.
+
+Reference: Bulatov, Kuratov, Burtsev 2022, "Recurrent Memory Transformer" (arXiv 2207.06881), decoder-only
+as in their code (booydar/LM-RMT), which built on Transformer-XL (Dai et al. 2019, arXiv 1901.02860).
+Fixed here on purpose: the initial memory has distinct rows (randn times the embedding's std; the original
+repeated one row n_mem times, so the rows could only differ through positions), and the mask is tested so
+that no segment token sees the write memory (a published port leaked the future through it).
+
+Streaming: the state is the memory plus the current unfinished segment's tokens. Each call recomputes that
+segment so far (O(seg_len) per new token, the segment tokens never see the write rows, so their logits do
+not depend on the segment being whole) and, when a segment completes, carries its write memory on. The
+state never grows with the length of the stream.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import LanguageModel, LMHead, Output, TokenEmbedding, unpack
+from .layer import Block
+from .norms import make_norm
+from .positions import Positions
+from .tracing import log_io
+from .transformer_xl import segment_pieces
+
+
+def read_write_mask(n_mem: int, seg_len: int, mem_at: str = "both", device=None) -> torch.Tensor:
+    """(S, S) bool, True where a row may look, for the input [M; X; M] (S = 2 n_mem + seg_len), or [M; X]
+    (S = n_mem + seg_len) when mem_at = 'start'."""
+    m, T = n_mem, seg_len
+    S = 2 * m + T if mem_at == "both" else m + T
+    mask = torch.zeros(S, S, dtype=torch.bool, device=device)
+    mask[:, :m] = True                                                  # everyone reads the read memory
+    mask[:m, m:] = False                                                # ... which sees only itself
+    mask[m:m + T, m:m + T] = torch.ones(T, T, dtype=torch.bool, device=device).tril()  # causal segment
+    mask[m + T:, m:] = True                                             # write rows: segment and each other
+    return mask
+
+
+class RMTState:
+    """`memory` (B, n_mem, C): what the next segment reads; `tokens` (B, P < seg_len): the current
+    segment so far; `segments`: how many segments have completed (for the bptt_depth rule)."""
+
+    def __init__(self, memory: torch.Tensor, tokens: torch.Tensor):
+        self.memory, self.tokens, self.segments = memory, tokens, 0
+
+    @property
+    def filled(self) -> int:
+        return self.tokens.shape[1]
+
+
+class RMT(LanguageModel):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model)
+        self.positions = Positions(cfg.pos, cfg.d_model, cfg.n_head, 2 * cfg.n_mem + cfg.seg_len)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block.from_config(cfg) for _ in range(cfg.n_layer))
+        self.norm = make_norm(cfg.norm, cfg.d_model, cfg.bias)
+        self.head = LMHead(cfg.d_model, cfg.vocab_size, tied=self.embed if cfg.tie_weights else None)
+        # M_0: a table of n_mem learned vectors, initialised and regularised like the token embedding
+        # (N(0, 0.02), every row drawn on its own, no weight decay)
+        self.init_memory = TokenEmbedding(cfg.n_mem, cfg.d_model)
+        self.init_weights(cfg.n_layer)
+
+    @property
+    def max_context(self) -> None:
+        return None  # any length: the memory is bounded, not the input
+
+    def init_state(self, batch_size: int) -> RMTState:
+        memory = self.init_memory.weight[None].expand(batch_size, -1, -1)        # (B, m, C)
+        return RMTState(memory, torch.zeros(batch_size, 0, dtype=torch.long, device=memory.device))
+
+    @log_io
+    def forward(self, batch, state: RMTState | None = None) -> Output:
+        """batch (B, L) ids of any length, cut into segments; `state` (streaming) is updated in place."""
+        x, y = unpack(batch)
+        s = self.init_state(x.shape[0]) if state is None else state
+        logits = torch.cat([self.step(piece, s) for piece in segment_pieces(x, self.cfg.seg_len, s.filled)],
+                           dim=1)                               # (B, L, V)
+        return Output(logits, self.loss(logits, y), state)
+
+    def step(self, ids, state: RMTState):
+        """ids (B, T): the next tokens of the current segment -> their logits (B, T, V). Runs the segment
+        so far; if it is now whole, hands its write memory to the next one."""
+        tokens = torch.cat([state.tokens, ids], dim=1)          # (B, P+T)
+        h, memory = self.segment(state.memory, tokens)
+        if tokens.shape[1] == self.cfg.seg_len:
+            state.segments += 1
+            state.memory, state.tokens = self.hand_over(memory, state.segments), tokens[:, :0]
+        else:
+            state.tokens = tokens
+        return self.head(self.norm(h[:, -ids.shape[1]:]))       # (B, T, V)
+
+    @log_io
+    def segment(self, memory, ids):
+        """memory (B, m, C), ids (B, T) -> the segment's outputs (B, T, C) and the new memory (B, m, C)."""
+        x = self.drop(self.embed(ids))                          # (B, T, C)
+        h = self.place_memory(memory, x)                        # (B, S, C)
+        pos = torch.arange(h.shape[1], device=h.device)
+        h = self.positions.embed(h, pos)
+        mask = read_write_mask(memory.shape[1], ids.shape[1], self.cfg.mem_at, h.device)
+        extras = self.positions.attention_extras(pos, pos)
+        for block in self.blocks:
+            h = block(h, mask=mask, causal=False, **extras)     # (B, S, C)
+        return self.take_memory(h, memory.shape[1])
+
+    @log_io
+    def place_memory(self, memory, x):
+        """[M; X; M] (B, 2m+T, C), or [M; X] (B, m+T, C) for mem_at = 'start'."""
+        parts = [memory, x, memory] if self.cfg.mem_at == "both" else [memory, x]
+        return torch.cat(parts, dim=1)
+
+    @log_io
+    def take_memory(self, h, n_mem: int):
+        """Last layer's output (B, S, C) -> segment rows (B, T, C), new memory (B, m, C): the write rows,
+        or for mem_at = 'start' the read rows (which saw nothing but the old memory)."""
+        if self.cfg.mem_at == "both":
+            return h[:, n_mem:h.shape[1] - n_mem], h[:, h.shape[1] - n_mem:]
+        return h[:, n_mem:], h[:, :n_mem]
+
+    def hand_over(self, memory, segment: int):
+        """The memory entering segment number `segment` (1-based count of completed segments), detached
+        every bptt_depth + 1 segments so that gradients cross at most bptt_depth hand-overs."""
+        k = self.cfg.bptt_depth
+        return memory.detach() if k >= 0 and segment % (k + 1) == 0 else memory

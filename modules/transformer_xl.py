@@ -1,0 +1,112 @@
+"""Transformer-XL: segment-level recurrence over cached hidden states.
+
+    for each segment X of seg_len tokens (the last one may be shorter):
+        h_0 = Embed(X)
+        h_l = Block_l(h_{l-1}, memory = SG(m_{l-1}))   keys/values over [memory; segment], causal in the segment
+        logits = Head(Norm(h_L))
+        m_{l-1} = SG([m_{l-1}; h_{l-1}])[-mem_len:]     each layer keeps its last mem_len inputs
+
+SG is stop-gradient: no gradient ever flows into the memory, so a layer sees up to mem_len tokens of the
+past at its input and the reach grows by about mem_len per layer. Positions are counted over
+[memory; segment] (queries at M..M+T-1, keys at 0..M+T-1), so the relative bias or RoPE measure the true
+distance to every memory vector.
+
+Reference: Dai et al. 2019, "Transformer-XL: Attentive Language Models Beyond a Fixed-Length Context"
+(arXiv 1901.02860), code kimiyoung/transformer-xl. Simplifications, on purpose: the paper's own relative
+encoding (sinusoidal R with the u, v biases) is replaced by mnemo's shared positional schemes (a learned
+relative bias per head, or RoPE over the concatenated positions), the same for every model it is compared
+with; learned or sinusoidal absolute positions are allowed but show the "temporal confusion" of the paper's
+section 3.3 (memory from an earlier segment carries the same positions as the current one). `mem_len = 0`
+is the segmented Transformer without memory.
+
+Streaming: the state holds, per layer, the memory and the inputs of the current unfinished segment, so
+feeding a sequence one token at a time gives exactly the logits of one call on the whole sequence (which
+cuts it at the same seg_len boundaries). The state never holds more than mem_len + seg_len vectors a layer.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import LanguageModel, LMHead, Output, TokenEmbedding, unpack
+from .layer import Block
+from .norms import make_norm
+from .positions import Positions
+from .tracing import log_io
+
+
+def segment_pieces(x, seg_len: int, filled: int = 0) -> list[torch.Tensor]:
+    """Cut x (B, L) where segments end, given that the current segment already holds `filled` tokens:
+    the first piece completes it, every further piece is a whole segment (the last one maybe shorter)."""
+    first = seg_len - filled
+    cuts = [0, *range(first, x.shape[1], seg_len), x.shape[1]]
+    return [x[:, a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+class XLState:
+    """Per layer: `memory` (B, M <= mem_len, C), detached, and `partial` (B, P < seg_len, C), the layer's
+    inputs in the current segment so far (empty after every whole segment)."""
+
+    def __init__(self, memory: list[torch.Tensor], partial: list[torch.Tensor]):
+        self.memory, self.partial = memory, partial
+
+    @property
+    def filled(self) -> int:
+        """Tokens of the current segment already seen."""
+        return self.partial[0].shape[1]
+
+    def context(self, layer: int) -> torch.Tensor:
+        """What layer `layer` attends to besides the new tokens: [memory; partial] (B, M+P, C)."""
+        return torch.cat([self.memory[layer], self.partial[layer]], dim=1)
+
+    def advance(self, inputs: list[torch.Tensor], seg_len: int, mem_len: int) -> None:
+        """Append the new tokens' layer inputs; when the segment is whole, roll it into the memory."""
+        self.partial = [torch.cat([p, h], dim=1) for p, h in zip(self.partial, inputs)]
+        if self.filled == seg_len:
+            rolled = [torch.cat([m, p], dim=1) for m, p in zip(self.memory, self.partial)]
+            self.memory = [r[:, r.shape[1] - min(mem_len, r.shape[1]):].detach() for r in rolled]
+            self.partial = [p[:, :0] for p in self.partial]
+
+
+class TransformerXL(LanguageModel):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model)
+        self.positions = Positions(cfg.pos, cfg.d_model, cfg.n_head, cfg.mem_len + cfg.seg_len)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block.from_config(cfg) for _ in range(cfg.n_layer))
+        self.norm = make_norm(cfg.norm, cfg.d_model, cfg.bias)
+        self.head = LMHead(cfg.d_model, cfg.vocab_size, tied=self.embed if cfg.tie_weights else None)
+        self.init_weights(cfg.n_layer)
+
+    @property
+    def max_context(self) -> None:
+        return None  # any length: the memory is bounded, not the input
+
+    def init_state(self, batch_size: int) -> XLState:
+        empty = self.embed.weight.new_zeros(batch_size, 0, self.cfg.d_model)
+        return XLState([empty] * self.cfg.n_layer, [empty] * self.cfg.n_layer)
+
+    @log_io
+    def forward(self, batch, state: XLState | None = None) -> Output:
+        """batch (B, L) ids of any length, cut into segments; `state` (streaming) is updated in place."""
+        x, y = unpack(batch)
+        s = self.init_state(x.shape[0]) if state is None else state
+        logits = torch.cat([self.segment(piece, s) for piece in segment_pieces(x, self.cfg.seg_len, s.filled)],
+                           dim=1)                               # (B, L, V)
+        return Output(logits, self.loss(logits, y), state)
+
+    @log_io
+    def segment(self, ids, state: XLState):
+        """ids (B, T): tokens of one segment (or the next part of it) -> logits (B, T, V); rolls the state."""
+        past = state.context(0).shape[1]                        # M + P
+        q_pos = torch.arange(past, past + ids.shape[1], device=ids.device)
+        k_pos = torch.arange(past + ids.shape[1], device=ids.device)
+        h = self.drop(self.positions.embed(self.embed(ids), q_pos))  # (B, T, C)
+        extras = self.positions.attention_extras(q_pos, k_pos)
+        inputs = []
+        for i, block in enumerate(self.blocks):
+            inputs.append(h)
+            h = block(h, causal=True, memory=state.context(i), **extras)  # (B, T, C)
+        state.advance(inputs, self.cfg.seg_len, self.cfg.mem_len)
+        return self.head(self.norm(h))                          # (B, T, V)
