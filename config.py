@@ -158,9 +158,9 @@ class TransformerXLConfig(SegmentConfig):
     """Transformer-XL (Dai et al. 2019): each layer also attends to the previous segments' hidden states at
     its input, kept as a stop-gradient memory of `mem_len` vectors per layer (never backpropagated into)."""
     arch: str = opt("transformer_xl", "architecture (this config: transformer_xl)")
-    pos: str = opt("relative", "positions (see GPTConfig), counted over [memory; segment]: relative or rope "
-                               "see the true distances to the memory; learned or sinusoidal are added to "
-                               "the token embedding and suffer the 'temporal confusion' of Dai et al. 3.3",
+    pos: str = opt("rope", "positions (see GPTConfig), counted over [memory; segment]: rope or relative "
+                           "see the true distances to the memory; learned or sinusoidal are added to the "
+                           "token embedding and suffer the 'temporal confusion' of Dai et al. 3.3",
                    choices=("learned", "sinusoidal", "rope", "relative"))
     mem_len: int = opt(32, "hidden states kept per layer as memory (stop-gradient); 0 = no memory (the "
                            "segmented Transformer)", min=0)
@@ -171,8 +171,10 @@ class TransformerXLConfig(SegmentConfig):
 class RMTConfig(SegmentConfig):
     """Recurrent Memory Transformer (Bulatov et al. 2022): memory tokens read and written per segment."""
     arch: str = opt("rmt", "architecture (this config: rmt)")
-    pos: str = opt("relative", "positions (see GPTConfig), counted within each [memory; segment; memory] "
-                               "input", choices=("learned", "sinusoidal", "rope", "relative"))
+    pos: str = opt("rope", "positions (see GPTConfig), counted within each [memory; segment; memory] input; "
+                           "rope by default: the relative bias starts at zero, without any positional signal, "
+                           "and RMT's write-then-read path then trains much more slowly",
+                   choices=("learned", "sinusoidal", "rope", "relative"))
     n_mem: int = opt(4, "memory vectors carried between segments; 0 = the segmented Transformer without "
                         "memory (the paper's baseline)", min=0)
     bptt_depth: int = opt(-1, "-1 = backpropagate through every segment (full BPTT); k >= 0 = through at most "

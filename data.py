@@ -264,7 +264,7 @@ class QuadraticEquations(TextTask):
     with terms on both sides, `ax^2+px+q=sx+t`; the answer is the canonical form, the discriminant and both
     integer roots (ascending), each step in a fixed-width field padded with spaces:
 
-        -2x^2+15x+85=-3x+5  <sep>  -2x^2+18x+80=0      ;D=964    ;x=-4,13
+        6x^2+260x-561=-4x-9     <sep>  6x^2+264x-552=0    ;D=82944  ;x=-46,2
 
     Roots are integers in (-100, 100), a in +-1..9, s and t in -9..9, so every example has the same length
     (the paper's 30-token slots, here sized for characters). Only the whole answer counts (`val_exact`).

@@ -11,7 +11,9 @@ prefix, never the write memory; write-memory rows see the read memory, the whole
 So the memory is written after the segment and read before the next one: information crosses any number
 of segments through n_mem vectors, and gradients flow back through the hand-overs (full BPTT by default;
 `bptt_depth = k` detaches the memory entering segments k+1, 2(k+1), ..., so a gradient crosses at most k
-hand-overs). Positions are counted within each [M; X; M] input.
+hand-overs). Positions are counted within each [M; X; M] input; an absolute scheme (learned, sinusoidal)
+is added to the segment tokens only, since the memory is a hidden state that would otherwise accumulate a
+position embedding at every hand-over.
 
 `n_mem = 0` is the segmented Transformer without memory (each segment alone), the paper's baseline.
 `mem_at = "start"` is the ablation with memory before the segment only, [M; X]: the new memory is read
@@ -34,12 +36,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import LanguageModel, LMHead, Output, TokenEmbedding, unpack
+from .base import LMHead, TokenEmbedding
 from .layer import Block
 from .norms import make_norm
 from .positions import Positions
+from .segments import SegmentLM
 from .tracing import log_io
-from .transformer_xl import segment_pieces
 
 
 def read_write_mask(n_mem: int, seg_len: int, mem_at: str = "both", device=None) -> torch.Tensor:
@@ -67,7 +69,7 @@ class RMTState:
         return self.tokens.shape[1]
 
 
-class RMT(LanguageModel):
+class RMT(SegmentLM):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model)
@@ -81,22 +83,9 @@ class RMT(LanguageModel):
         self.init_memory = TokenEmbedding(cfg.n_mem, cfg.d_model)
         self.init_weights(cfg.n_layer)
 
-    @property
-    def max_context(self) -> None:
-        return None  # any length: the memory is bounded, not the input
-
     def init_state(self, batch_size: int) -> RMTState:
         memory = self.init_memory.weight[None].expand(batch_size, -1, -1)        # (B, m, C)
         return RMTState(memory, torch.zeros(batch_size, 0, dtype=torch.long, device=memory.device))
-
-    @log_io
-    def forward(self, batch, state: RMTState | None = None) -> Output:
-        """batch (B, L) ids of any length, cut into segments; `state` (streaming) is updated in place."""
-        x, y = unpack(batch)
-        s = self.init_state(x.shape[0]) if state is None else state
-        logits = torch.cat([self.step(piece, s) for piece in segment_pieces(x, self.cfg.seg_len, s.filled)],
-                           dim=1)                               # (B, L, V)
-        return Output(logits, self.loss(logits, y), state)
 
     def step(self, ids, state: RMTState):
         """ids (B, T): the next tokens of the current segment -> their logits (B, T, V). Runs the segment
@@ -113,15 +102,15 @@ class RMT(LanguageModel):
     @log_io
     def segment(self, memory, ids):
         """memory (B, m, C), ids (B, T) -> the segment's outputs (B, T, C) and the new memory (B, m, C)."""
-        x = self.drop(self.embed(ids))                          # (B, T, C)
-        h = self.place_memory(memory, x)                        # (B, S, C)
+        m, T = memory.shape[1], ids.shape[1]
+        x = self.positions.embed(self.embed(ids), torch.arange(m, m + T, device=ids.device))
+        h = self.place_memory(memory, self.drop(x))             # (B, S, C)
         pos = torch.arange(h.shape[1], device=h.device)
-        h = self.positions.embed(h, pos)
-        mask = read_write_mask(memory.shape[1], ids.shape[1], self.cfg.mem_at, h.device)
+        mask = read_write_mask(m, T, self.cfg.mem_at, h.device)
         extras = self.positions.attention_extras(pos, pos)
         for block in self.blocks:
             h = block(h, mask=mask, causal=False, **extras)     # (B, S, C)
-        return self.take_memory(h, memory.shape[1])
+        return self.take_memory(h, m)
 
     @log_io
     def place_memory(self, memory, x):

@@ -28,19 +28,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import LanguageModel, LMHead, Output, TokenEmbedding, unpack
+from .base import LMHead, TokenEmbedding
 from .layer import Block
 from .norms import make_norm
 from .positions import Positions
+from .segments import SegmentLM
 from .tracing import log_io
-
-
-def segment_pieces(x, seg_len: int, filled: int = 0) -> list[torch.Tensor]:
-    """Cut x (B, L) where segments end, given that the current segment already holds `filled` tokens:
-    the first piece completes it, every further piece is a whole segment (the last one maybe shorter)."""
-    first = seg_len - filled
-    cuts = [0, *range(first, x.shape[1], seg_len), x.shape[1]]
-    return [x[:, a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
 
 
 class XLState:
@@ -68,7 +61,7 @@ class XLState:
             self.partial = [p[:, :0] for p in self.partial]
 
 
-class TransformerXL(LanguageModel):
+class TransformerXL(SegmentLM):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model)
@@ -79,25 +72,12 @@ class TransformerXL(LanguageModel):
         self.head = LMHead(cfg.d_model, cfg.vocab_size, tied=self.embed if cfg.tie_weights else None)
         self.init_weights(cfg.n_layer)
 
-    @property
-    def max_context(self) -> None:
-        return None  # any length: the memory is bounded, not the input
-
     def init_state(self, batch_size: int) -> XLState:
         empty = self.embed.weight.new_zeros(batch_size, 0, self.cfg.d_model)
         return XLState([empty] * self.cfg.n_layer, [empty] * self.cfg.n_layer)
 
     @log_io
-    def forward(self, batch, state: XLState | None = None) -> Output:
-        """batch (B, L) ids of any length, cut into segments; `state` (streaming) is updated in place."""
-        x, y = unpack(batch)
-        s = self.init_state(x.shape[0]) if state is None else state
-        logits = torch.cat([self.segment(piece, s) for piece in segment_pieces(x, self.cfg.seg_len, s.filled)],
-                           dim=1)                               # (B, L, V)
-        return Output(logits, self.loss(logits, y), state)
-
-    @log_io
-    def segment(self, ids, state: XLState):
+    def step(self, ids, state: XLState):
         """ids (B, T): tokens of one segment (or the next part of it) -> logits (B, T, V); rolls the state."""
         past = state.context(0).shape[1]                        # M + P
         q_pos = torch.arange(past, past + ids.shape[1], device=ids.device)

@@ -1,0 +1,123 @@
+"""The RMT paper's Figure 4 at CPU scale: Transformer, Transformer-XL and RMT on copy, reverse and retrieval
+split into several segments, at equal memory size, plus the memory-at-start ablation.
+
+    python benchmarks/rmt_figure4.py                 # every run, one after the other, one thread
+    python benchmarks/rmt_figure4.py --only rmt-copy-6x4 xl-copy-6x4
+    python benchmarks/rmt_figure4.py --evaluate      # no training: evaluate the shipped run folders
+
+Each run trains through `train.Trainer` (so its folder is a normal run folder: configs, weights, log.csv
+with val_acc and val_exact, README) and is written to trained/<name>. The table printed at the end is the
+greedy (no teacher forcing) per-token and whole-answer accuracy on a fixed validation set drawn with
+EVAL_SEED, the same set notebooks/06_rmt_walkthrough.ipynb uses.
+
+Models (all three under the same positional scheme, a learned relative bias): 2 layers, d_model 64,
+4 heads. `tf` is the segmented Transformer without memory (`rmt` with n_mem 0), `xl` Transformer-XL with
+mem_len equal to RMT's n_mem, `rmt-start` RMT with mem_at = "start". Paper (Bulatov et al. 2022,
+arXiv 2207.06881, Fig. 4; 6 layers, 72-token copy): copy in 6 segments of 12: TF 0.10, XL(6) 0.54,
+RMT(6) 1.00; reverse in 4 segments: XL(6) 0.80, RMT(6) 1.00; retrieval in 4 segments of 3: TF 0.10,
+XL 0.85, RMT 0.99; memory at start only: chance.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import tools  # noqa: E402
+from config import TrainConfig, model_config  # noqa: E402
+from data import make_task, task_accuracy  # noqa: E402
+from train import train  # noqa: E402
+
+MODEL = dict(n_layer=2, d_model=64, n_head=4, pos="rope")
+TRAIN = dict(batch_size=32, lr=3e-3, min_lr=3e-4, warmup_iters=50, eval_interval=250, eval_iters=4,
+             sample_len=4)
+SEED = 1337
+SOLVED = 0.95                                               # "reached" = val_acc at least this
+EVAL_SEED, EVAL_BATCHES, EVAL_BATCH_SIZE = 2024, 8, 64   # 512 fresh examples, the notebook's too
+MEMORY = 4                                                  # RMT n_mem = XL mem_len
+STEPS = 5000
+
+
+@dataclass
+class Run:
+    name: str
+    arch: str
+    task: str
+    seg_len: int
+    steps: int
+    model: dict = field(default_factory=dict)
+    task_fields: dict = field(default_factory=dict)
+
+    def configs(self, seed: int = SEED):
+        mcfg = model_config(self.arch, seg_len=self.seg_len, block_size=self.seg_len, **MODEL, **self.model)
+        tcfg = TrainConfig(task=self.task, max_iters=self.steps, seed=seed, **TRAIN, **self.task_fields)
+        return mcfg, tcfg
+
+    def folder(self, out_root: Path, seed: int = SEED) -> Path:
+        return out_root / (self.name if seed == SEED else f"{self.name}-seed{seed}")
+
+
+def family(task: str, shape: str, seg_len: int, steps: int, task_fields: dict, ablation: bool = False) -> list[Run]:
+    """TF, XL and RMT (and optionally RMT with memory at the start) on one task split one way."""
+    runs = [Run(f"tf-{task}-{shape}", "rmt", task, seg_len, steps, {"n_mem": 0}, task_fields),
+            Run(f"xl-{task}-{shape}", "transformer_xl", task, seg_len, steps, {"mem_len": MEMORY}, task_fields),
+            Run(f"rmt-{task}-{shape}", "rmt", task, seg_len, steps, {"n_mem": MEMORY}, task_fields)]
+    if ablation:
+        runs.append(Run(f"rmt-start-{task}-{shape}", "rmt", task, seg_len, steps,
+                        {"n_mem": MEMORY, "mem_at": "start"}, task_fields))
+    return runs
+
+
+RUNS = (family("copy", "6x4", 4, STEPS, {"task_len": 8}, ablation=True)       # 8 + sep + 16 -> 24 inputs
+        + family("reverse", "4x4", 4, STEPS, {"task_len": 8})                 # 8 + sep + 8 -> 16 inputs
+        + family("retrieval", "4x3", 3, STEPS, {"n_keys": 4}))                # 4 pairs ? q sep v -> 11 inputs
+
+
+def evaluation_set(tcfg: TrainConfig):
+    """The fixed validation examples every model of a task is scored on."""
+    task = make_task(tcfg.task, tcfg.task_len, tcfg.task_vocab, tcfg.n_keys)
+    return task.val_batches(EVAL_BATCHES, EVAL_BATCH_SIZE, EVAL_SEED)
+
+
+def evaluate_run(folder: Path) -> dict:
+    """Accuracy on the fixed evaluation set, the run's length and time, and the first logged step at which
+    its validation accuracy reached SOLVED (None if never)."""
+    model, cfgs, _ = tools.load_run(folder)
+    acc, exact = task_accuracy(model, evaluation_set(cfgs["train"]))
+    log = tools.read_log(folder / "log.csv")
+    reached = next((int(r["step"]) for r in log if r["val_acc"] >= SOLVED), None)
+    return {"acc": acc, "exact": exact, "steps": int(log[-1]["step"]), "train_s": log[-1]["elapsed_s"],
+            "reached": reached}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", nargs="*", help=f"run names (default: all): {[r.name for r in RUNS]}")
+    p.add_argument("--evaluate", action="store_true", help="do not train; evaluate the existing run folders")
+    p.add_argument("--out", default=str(tools.TRAINED), help="where the run folders go (default: trained/)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[SEED],
+                   help=f"training seeds; a seed other than {SEED} adds -seed<N> to the folder name")
+    a = p.parse_args(argv)
+    unknown = sorted(set(a.only or []) - {r.name for r in RUNS})
+    if unknown:
+        p.error(f"unknown run(s) {unknown}; valid: {[r.name for r in RUNS]}")
+    tools.set_threads(1)
+    out_root = Path(a.out)
+    print(f"{'run':32} {'acc':>6} {'exact':>6} {'steps':>6} {'train_s':>8}  reached {SOLVED} at step")
+    for run in [r for r in RUNS if not a.only or r.name in a.only]:
+        for seed in a.seeds:
+            folder = run.folder(out_root, seed)
+            if not a.evaluate:
+                train(*run.configs(seed), folder, progress=False, verbose=False)
+            r = evaluate_run(folder)
+            print(f"{folder.name:32} {r['acc']:6.3f} {r['exact']:6.3f} {r['steps']:6d} {r['train_s']:8.1f}  "
+                  f"{r['reached'] or '-'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Tests of the synthetic tasks (data.py): seeded and deterministic, answers right (quadratic equations
+checked by substitution), the decoder-only layout, and every architecture able to run every task."""
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from config import model_config
+from data import TASKS, QuadraticEquations, greedy_answers, make_task
+from modules import ARCHITECTURES, build_model
+from modules.base import IGNORE
+
+
+def decode_rows(task, rows):
+    return [task.tokenizer.decode(r.tolist()) for r in rows]
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_deterministic_per_seed(name):
+    task = make_task(name)
+    a = task.examples(16, np.random.default_rng(7))
+    b = task.examples(16, np.random.default_rng(7))
+    c = task.examples(16, np.random.default_rng(8))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], c[0])
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_layout_prompt_sep_answer_with_loss_on_the_answer_only(name):
+    task = make_task(name)
+    prompts, answers = task.examples(4, np.random.default_rng(0))
+    b = task.batch(4, np.random.default_rng(0))
+    P, A = prompts.shape[1], answers.shape[1]
+    assert b.x.shape == (4, task.seq_len) == (4, P + A)
+    assert (b.x[:, P] == task.tokenizer.sep_id).all()
+    assert (b.y[:, :P] == IGNORE).all() and torch.equal(b.y[:, P:], torch.from_numpy(answers))
+
+
+def test_copy_and_reverse_answers():
+    rng = np.random.default_rng(0)
+    x, a = make_task("copy", task_len=5).examples(8, rng)
+    assert np.array_equal(a, np.concatenate([x, x], axis=1))
+    x, a = make_task("reverse", task_len=5, task_vocab=20).examples(8, rng)
+    assert np.array_equal(a, x[:, ::-1]) and x.shape == (8, 5)
+    assert x.min() >= 5 and x.max() < 25                                # 5 specials, then 20 symbols
+
+
+def test_retrieval_answers_the_value_of_the_queried_key():
+    task = make_task("retrieval", n_keys=6, task_vocab=8)
+    prompts, answers = task.examples(64, np.random.default_rng(0))
+    for p, a in zip(decode_rows(task, prompts), decode_rows(task, answers)):
+        pairs, query = p[:-2], p[-1]
+        keys, values = pairs[0::2], pairs[1::2]
+        assert p[-2] == "?" and len(keys) == 6 == len(set(keys)) and set(keys) <= set("abcdefgh")
+        assert values.isdigit() and a == values[keys.index(query)]
+
+
+def test_retrieval_needs_enough_letters_for_distinct_keys():
+    with pytest.raises(ValueError, match="n_keys = 5"):
+        make_task("retrieval", n_keys=5, task_vocab=4)
+
+
+def poly(text):
+    """'ax^2+bx+c' -> (a, b, c)."""
+    m = re.fullmatch(r"(-?\d+)x\^2([+-]\d+)x([+-]\d+)", text)
+    return tuple(map(int, m.groups()))
+
+
+def test_quadratic_equations_are_solved_correctly():
+    task = make_task("sqeq")
+    prompts, answers = task.examples(200, np.random.default_rng(0))
+    for p, a in zip(decode_rows(task, prompts), decode_rows(task, answers)):
+        lhs, rhs = p.strip().split("=")
+        a2, p1, q = poly(lhs)
+        s, t = map(int, re.fullmatch(r"(-?\d+)x([+-]\d+)", rhs).groups())
+        canonical, disc, roots = (field.strip() for field in a.split(";"))
+        assert canonical.endswith("=0") and poly(canonical[:-2]) == (a2, p1 - s, q - t)
+        A, B, C = a2, p1 - s, q - t
+        assert A != 0 and disc == f"D={B * B - 4 * A * C}"
+        r1, r2 = map(int, roots.removeprefix("x=").split(","))
+        assert -100 < r1 <= r2 < 100
+        for r in (r1, r2):                                               # substitution, both forms
+            assert A * r * r + B * r + C == 0 and a2 * r * r + p1 * r + q == s * r + t
+
+
+def test_quadratic_fields_are_fixed_width_even_at_the_extremes():
+    task = QuadraticEquations()
+    prompt, answer = task.solve(-9, -99, -99, -9, -9)
+    assert len(prompt) == task.WIDTHS["equation"] and prompt.strip() == "-9x^2-1791x-88218=-9x-9"
+    assert len(answer) == sum(task.WIDTHS[k] for k in ("canonical", "discriminant", "roots")) + 2
+    with pytest.raises(ValueError, match="longer than its field"):
+        task.field("x=-100,100", 9)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+@pytest.mark.parametrize("arch", ["gpt", "transformer_xl", "rmt"])
+def test_every_architecture_runs_every_task(name, arch):
+    task = make_task(name)
+    fields = {} if arch == "gpt" else {"seg_len": 3}
+    cfg = model_config(arch, vocab_size=task.tokenizer.vocab_size, block_size=task.seq_len, n_layer=1,
+                       d_model=16, n_head=2, **fields)
+    assert arch in ARCHITECTURES
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    b = task.batch(3, np.random.default_rng(0))
+    assert torch.isfinite(model(b).loss)
+    pred, true = greedy_answers(model, b)
+    assert pred.shape == true.shape == (3, task.examples(1, np.random.default_rng(0))[1].shape[1])
