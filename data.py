@@ -9,8 +9,8 @@ The last 10% of the stream is validation; training batches are random windows dr
 NumPy generator whose state is part of the checkpoint, so a resumed run draws the same batches.
 
 Tasks (decoder-only layout `prompt <sep> answer`, loss on the answer only): the RMT paper's `copy`,
-`reverse`, `retrieval` (associative retrieval) and `sqeq` (quadratic equations with the worked solution). Accuracy is greedy (no teacher forcing), per answer
-token and per whole answer.
+`reverse`, `retrieval` (associative retrieval) and `sqeq` (quadratic equations with the worked solution).
+Accuracy is greedy (no teacher forcing), per answer token and per whole answer.
 
 The cache lives in `$MNEMO_CACHE`, default `data_cache/` in the repo (ignored by git).
 """

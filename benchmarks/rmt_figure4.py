@@ -11,7 +11,8 @@ greedy (no teacher forcing) per-token and whole-answer accuracy on a fixed valid
 EVAL_SEED, the same set notebooks/06_rmt_walkthrough.ipynb uses.
 
 Models, all under the same positional scheme (RoPE, counted over each model's own segment input): 2 layers,
-d_model 64, 4 heads, 5,000 steps of batch 32 (lr 3e-3, cosine to 3e-4), seed 1337. `tf` is the segmented
+d_model 64, 4 heads, lr 3e-3 (cosine to 3e-4), seed 1337; copy and reverse 5,000 steps of batch 32,
+retrieval (one answer token per example, where copy has 16) 15,000 steps of batch 128. `tf` is the segmented
 Transformer without memory (`rmt` with n_mem 0), `xl` Transformer-XL with mem_len equal to RMT's n_mem,
 `rmt-start` RMT with mem_at = "start". Paper (Bulatov et al. 2022, arXiv 2207.06881, Fig. 4; a 72-token
 copy): copy in 6 segments of 12: TF 0.10, XL(6) 0.54, RMT(6) 1.00; reverse in 4 segments: XL(6) 0.80,
@@ -66,7 +67,7 @@ class Run:
     model: str                  # a key of MODELS
     task: str
     shape: str                  # "<segments>x<seg_len>"
-    task_fields: dict = field(default_factory=dict)
+    train_fields: dict = field(default_factory=dict)  # TrainConfig fields of this run (task_len, n_keys, ...)
     steps: int = STEPS
 
     @property
@@ -85,7 +86,7 @@ class Run:
         _, arch, fields = MODELS[self.model]
         seg_len = int(self.shape.split("x")[1])
         mcfg = model_config(arch, seg_len=seg_len, block_size=seg_len, **MODEL, **fields)
-        tcfg = TrainConfig(task=self.task, max_iters=self.steps, seed=seed, **TRAIN, **self.task_fields)
+        tcfg = TrainConfig(**{**TRAIN, "task": self.task, "max_iters": self.steps, "seed": seed, **self.train_fields})
         return mcfg, tcfg
 
     def folder(self, out_root: Path, seed: int = SEED) -> Path:
@@ -94,7 +95,8 @@ class Run:
 
 RUNS = ([Run(m, "copy", "6x4", {"task_len": 8}) for m in MODELS]                 # 8 + sep + 16 -> 24 inputs
         + [Run(m, "reverse", "4x4", {"task_len": 8}) for m in ("tf", "xl", "rmt")]  # 8 + sep + 8 -> 16 inputs
-        + [Run(m, "retrieval", "4x3", {"n_keys": 4}) for m in ("tf", "xl", "rmt")])  # 4 pairs ? q sep v -> 11
+        # 4 pairs ? q sep v -> 11 inputs; one answer token an example, so 4x the batch and 3x the steps
+        + [Run(m, "retrieval", "4x3", {"n_keys": 4, "batch_size": 128}, 3 * STEPS) for m in ("tf", "xl", "rmt")])
 
 
 def evaluation_set(tcfg: TrainConfig):

@@ -103,13 +103,14 @@ def main(argv=None) -> int:
         g = rows["gpt", n]
         for arch in ("transformer_xl", "rmt"):
             r = rows[arch, n]
-            print(f"  {n:6d} tokens, {arch:15} state {g['state_kb'] / r['state_kb']:6.1f}x  "
-                  f"peak {g['peak_kb'] / max(r['peak_kb'], 1):6.1f}x  time {g['ms_per_token'] / r['ms_per_token']:5.2f}x")
+            print(f"  {n:6d} tokens, {arch:15} state {g['state_kb'] / r['state_kb']:6.1f}x  peak "
+                  f"{g['peak_kb'] / max(r['peak_kb'], 1):6.1f}x  time {g['ms_per_token'] / r['ms_per_token']:5.2f}x")
     first, last = a.lengths[0], a.lengths[-1]
-    print(f"\ngrowth from {first} to {last} tokens (state, time per token):")
+    print(f"\ngrowth from {first} to {last} tokens (state, peak, time per token):")
     for arch in ARCHS:
         s0, s1 = rows[arch, first], rows[arch, last]
-        print(f"  {arch:15} state {s1['state_kb'] / s0['state_kb']:5.1f}x  time {s1['ms_per_token'] / s0['ms_per_token']:5.2f}x")
+        print(f"  {arch:15} state {s1['state_kb'] / s0['state_kb']:5.1f}x  peak "
+              f"{s1['peak_kb'] / max(s0['peak_kb'], 1):5.1f}x  time {s1['ms_per_token'] / s0['ms_per_token']:5.2f}x")
     return 0
 
 

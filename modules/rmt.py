@@ -50,8 +50,7 @@ def read_write_mask(n_mem: int, seg_len: int, mem_at: str = "both", device=None)
     m, T = n_mem, seg_len
     S = 2 * m + T if mem_at == "both" else m + T
     mask = torch.zeros(S, S, dtype=torch.bool, device=device)
-    mask[:, :m] = True                                                  # everyone reads the read memory
-    mask[:m, m:] = False                                                # ... which sees only itself
+    mask[:, :m] = True                                 # everyone reads the read memory, which sees only itself
     mask[m:m + T, m:m + T] = torch.ones(T, T, dtype=torch.bool, device=device).tril()  # causal segment
     mask[m + T:, m:] = True                                             # write rows: segment and each other
     return mask
