@@ -6,17 +6,18 @@
         logits = Head(Norm(h_L))
         m_{l-1} = SG([m_{l-1}; h_{l-1}])[-mem_len:]     each layer keeps its last mem_len inputs
 
-SG is stop-gradient: no gradient ever flows into the memory, so a layer sees up to mem_len tokens of the
-past at its input and the reach grows by about mem_len per layer. Positions are counted over
-[memory; segment] (queries at M..M+T-1, keys at 0..M+T-1), so the relative bias or RoPE measure the true
-distance to every memory vector.
+SG is stop-gradient: no gradient ever flows into the memory (XL's truncated BPTT is fixed at depth 0, so it
+has no `bptt_depth` knob; RMT has one). A layer sees up to mem_len tokens of the past at its input, and the
+reach grows by about mem_len per layer. Positions are counted over [memory; segment] (queries at
+M..M+T-1, keys at 0..M+T-1), so the relative bias or RoPE measure the true distance to every memory vector.
 
 Reference: Dai et al. 2019, "Transformer-XL: Attentive Language Models Beyond a Fixed-Length Context"
 (arXiv 1901.02860), code kimiyoung/transformer-xl. Simplifications, on purpose: the paper's own relative
 encoding (sinusoidal R with the u, v biases) is replaced by mnemo's shared positional schemes (a learned
 relative bias per head, or RoPE over the concatenated positions), the same for every model it is compared
 with; learned or sinusoidal absolute positions are allowed but show the "temporal confusion" of the paper's
-section 3.3 (memory from an earlier segment carries the same positions as the current one). `mem_len = 0`
+section 3.3 (the same absolute positions recur in every segment, so they cannot tell the memory's tokens
+from the segment's). `mem_len = 0`
 is the segmented Transformer without memory.
 
 Streaming: the state holds, per layer, the memory and the inputs of the current unfinished segment, so
