@@ -17,8 +17,7 @@ encoding (sinusoidal R with the u, v biases) is replaced by mnemo's shared posit
 relative bias per head, or RoPE over the concatenated positions), the same for every model it is compared
 with; learned or sinusoidal absolute positions are allowed but show the "temporal confusion" of the paper's
 section 3.3 (the same absolute positions recur in every segment, so they cannot tell the memory's tokens
-from the segment's). `mem_len = 0`
-is the segmented Transformer without memory.
+from the segment's). `mem_len = 0` is the segmented Transformer without memory.
 
 Streaming: the state holds, per layer, the memory and the inputs of the current unfinished segment, so
 feeding a sequence one token at a time gives exactly the logits of one call on the whole sequence (which
