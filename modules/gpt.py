@@ -11,13 +11,10 @@ cache per layer: feed a prompt, then one token at a time, and each call attends 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from .attention import KVCache
-from .base import LanguageModel, LMHead, Output, TokenEmbedding, unpack
-from .layer import Block
-from .norms import make_norm
-from .positions import Positions
+from .base import LanguageModel, Output, unpack
+from .layer import add_decoder
 from .tracing import log_io
 
 
@@ -34,12 +31,7 @@ class KVState:
 class GPT(LanguageModel):
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model)
-        self.positions = Positions(cfg.pos, cfg.d_model, cfg.n_head, cfg.block_size)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block.from_config(cfg) for _ in range(cfg.n_layer))
-        self.norm = make_norm(cfg.norm, cfg.d_model, cfg.bias)
-        self.head = LMHead(cfg.d_model, cfg.vocab_size, tied=self.embed if cfg.tie_weights else None)
+        add_decoder(self, cfg, max_len=cfg.block_size)
         self.init_weights(cfg.n_layer)
 
     def init_state(self, batch_size: int) -> KVState:

@@ -13,8 +13,10 @@ import torch
 from torch import nn
 
 from .attention import Attention, KVCache
+from .base import LMHead, TokenEmbedding
 from .mlp import MLP
 from .norms import make_norm
+from .positions import Positions
 from .tracing import LoggingModule, log_io
 
 
@@ -46,3 +48,16 @@ class Block(LoggingModule):
         if enc is not None:
             x = x + self.drop(self.cross(self.norm_cross(x), enc, mask=enc_mask))
         return x + self.mlp(self.norm2(x))  # (B, T, C)
+
+
+def add_decoder(model: nn.Module, cfg, max_len: int) -> None:
+    """Give `model` the parts every decoder-only architecture shares, under the same names in each (so
+    traces and state dicts read alike): `embed`, `positions` (covering `max_len` positions), `drop`, `blocks`
+    (cfg.n_layer pre-norm Blocks), the final `norm` and the `head` (tied to the embedding if
+    cfg.tie_weights). The architecture then adds what is its own and calls `init_weights`."""
+    model.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model)
+    model.positions = Positions(cfg.pos, cfg.d_model, cfg.n_head, max_len)
+    model.drop = nn.Dropout(cfg.dropout)
+    model.blocks = nn.ModuleList(Block.from_config(cfg) for _ in range(cfg.n_layer))
+    model.norm = make_norm(cfg.norm, cfg.d_model, cfg.bias)
+    model.head = LMHead(cfg.d_model, cfg.vocab_size, tied=model.embed if cfg.tie_weights else None)

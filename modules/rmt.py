@@ -34,12 +34,9 @@ state never grows with the length of the stream.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from .base import LMHead, TokenEmbedding
-from .layer import Block
-from .norms import make_norm
-from .positions import Positions
+from .base import TokenEmbedding
+from .layer import add_decoder
 from .segments import SegmentLM
 from .tracing import log_io
 
@@ -71,12 +68,7 @@ class RMTState:
 class RMT(SegmentLM):
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model)
-        self.positions = Positions(cfg.pos, cfg.d_model, cfg.n_head, 2 * cfg.n_mem + cfg.seg_len)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block.from_config(cfg) for _ in range(cfg.n_layer))
-        self.norm = make_norm(cfg.norm, cfg.d_model, cfg.bias)
-        self.head = LMHead(cfg.d_model, cfg.vocab_size, tied=self.embed if cfg.tie_weights else None)
+        add_decoder(self, cfg, max_len=2 * cfg.n_mem + cfg.seg_len)
         # M_0: a table of n_mem learned vectors, initialised and regularised like the token embedding
         # (N(0, 0.02), every row drawn on its own, no weight decay)
         self.init_memory = TokenEmbedding(cfg.n_mem, cfg.d_model)

@@ -26,12 +26,8 @@ cuts it at the same seg_len boundaries). The state never holds more than mem_len
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from .base import LMHead, TokenEmbedding
-from .layer import Block
-from .norms import make_norm
-from .positions import Positions
+from .layer import add_decoder
 from .segments import SegmentLM
 from .tracing import log_io
 
@@ -64,12 +60,7 @@ class XLState:
 class TransformerXL(SegmentLM):
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model)
-        self.positions = Positions(cfg.pos, cfg.d_model, cfg.n_head, cfg.mem_len + cfg.seg_len)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block.from_config(cfg) for _ in range(cfg.n_layer))
-        self.norm = make_norm(cfg.norm, cfg.d_model, cfg.bias)
-        self.head = LMHead(cfg.d_model, cfg.vocab_size, tied=self.embed if cfg.tie_weights else None)
+        add_decoder(self, cfg, max_len=cfg.mem_len + cfg.seg_len)
         self.init_weights(cfg.n_layer)
 
     def init_state(self, batch_size: int) -> XLState:
