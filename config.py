@@ -5,7 +5,8 @@ Every field is annotated and carries its meaning (and, where it is a choice, its
 rejects invalid values with a message naming the field and what would be valid. A config saved with
 `to_dict()` loads back to the same dataclass with `config_from_dict()`.
 
-Adding an architecture: subclass `ModelConfig`, decorate it with `@register`, set `arch`.
+Adding an architecture: subclass `ModelConfig`, set `arch`, and decorate it with `@register("modules.FILE:Class")`:
+that line is the registry entry, mapping the name to its config and its model class.
 """
 from __future__ import annotations
 
@@ -13,17 +14,35 @@ import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 
-MODEL_CONFIGS: dict[str, type] = {}
+MODEL_CONFIGS: dict[str, type] = {}   # arch -> config class
+MODEL_CLASSES: dict[str, object] = {}  # arch -> model class, or "module:Class" imported on first use
 
 
-def opt(default, help: str, choices=None, min=None):
+def option(default, help: str, choices=None, min=None):
     """A documented field: `help` is shown by `--help`; `choices`/`min` are checked in __post_init__."""
     return field(default=default, metadata={"help": help, "choices": choices, "min": min})
 
 
-def register(cls):
-    """Class decorator: make a model config selectable by its `arch` name."""
-    MODEL_CONFIGS[cls.arch] = cls
+def register(model):
+    """Class decorator, the one registry: `@register("modules.gpt:GPT")` makes a model config selectable by
+    its `arch` name and names the model class that it builds (a class, or "module:Class", imported on first
+    use so that this file needs no torch). Tests register fake architectures the same way."""
+    def deco(cls):
+        MODEL_CONFIGS[cls.arch] = cls
+        MODEL_CLASSES[cls.arch] = model
+        return cls
+    return deco
+
+
+def model_class(arch: str) -> type:
+    """The model class registered for `arch`."""
+    if arch not in MODEL_CLASSES:
+        raise ConfigError(f"arch = {arch!r} is not valid; choose one of {sorted(MODEL_CLASSES)}")
+    cls = MODEL_CLASSES[arch]
+    if isinstance(cls, str):
+        import importlib
+        module, name = cls.split(":")
+        cls = MODEL_CLASSES[arch] = getattr(importlib.import_module(module), name)
     return cls
 
 
@@ -75,29 +94,38 @@ def _field_type(f) -> type | None:
     return {"int": int, "float": float, "bool": bool, "str": str}.get(str(f.type))
 
 
+POSITIONS = ("learned", "sinusoidal", "rope", "relative")
+POSITIONS_HELP = ("learned, sinusoidal (added to the embedding), rope (rotary, in attention), relative (learned "
+                  "per-head bias on the distance)")
+POOLINGS = ("mean", "first", "last")
+
+
 @dataclass
 class ModelConfig(Config):
     """Fields every architecture shares."""
-    arch: str = opt("gpt", "architecture; one of the registered configs (see config.MODEL_CONFIGS)")
-    vocab_size: int = opt(0, "vocabulary size; 0 = take it from the tokenizer", min=0)
-    tokenizer: str = opt("char", "tokenizer: 'char' (built from the corpus) or 'bpe-N' (shipped byte-level "
+    arch: str = option("gpt", "architecture; one of the registered configs (see config.MODEL_CONFIGS)")
+    vocab_size: int = option(0, "vocabulary size; 0 = take it from the tokenizer", min=0)
+    tokenizer: str = option("char", "tokenizer: 'char' (built from the corpus) or 'bpe-N' (shipped byte-level "
                                  "BPE with N tokens, N in 512/1024/2048/4096)")
-    block_size: int = opt(128, "tokens per training sequence (and the context window of the model)", min=1)
-    n_layer: int = opt(4, "number of Transformer layers", min=1)
-    n_head: int = opt(4, "attention heads per layer", min=1)
-    n_kv_head: int = opt(0, "key/value heads for grouped-query attention; 0 = n_head (plain multi-head)",
+    block_size: int = option(128, "tokens per training sequence (and the context window of the model)", min=1)
+    n_layer: int = option(4, "number of Transformer layers", min=1)
+    n_head: int = option(4, "attention heads per layer", min=1)
+    n_kv_head: int = option(0, "key/value heads for grouped-query attention; 0 = n_head (plain multi-head)",
                          min=0)
-    d_model: int = opt(128, "model width C; must be divisible by n_head", min=1)
-    dropout: float = opt(0.0, "dropout probability on attention weights and residual branches", min=0.0)
-    norm: str = opt("rms", "normalisation: rms (RMSNorm), layer (LayerNorm), cosine (CosineNorm)",
+    d_model: int = option(128, "model width C; must be divisible by n_head", min=1)
+    dropout: float = option(0.0, "dropout probability on attention weights and residual branches", min=0.0)
+    norm: str = option("rms", "normalisation: rms (RMSNorm), layer (LayerNorm), cosine (CosineNorm)",
                     choices=("rms", "layer", "cosine"))
-    pos: str = opt("rope", "positions: learned, sinusoidal (added to the embedding), rope (rotary, in "
-                           "attention), relative (learned per-head bias on the distance)",
-                   choices=("learned", "sinusoidal", "rope", "relative"))
-    mlp: str = opt("gelu", "feed-forward: gelu (4C hidden) or swiglu (gated SiLU, hidden 2/3 of 4C)",
+    pos: str = option("rope", "positions: " + POSITIONS_HELP, choices=POSITIONS)
+    mlp: str = option("gelu", "feed-forward: gelu (4C hidden) or swiglu (gated SiLU, hidden 2/3 of 4C)",
                    choices=("gelu", "swiglu"))
-    bias: bool = opt(False, "biases in linear layers and LayerNorm")
-    tie_weights: bool = opt(True, "share the token embedding with the output head")
+    bias: bool = option(False, "biases in linear layers and LayerNorm")
+    tie_weights: bool = option(True, "share the token embedding with the output head")
+    n_classes: int = option(0, "0 = a language-model head (next-token logits); N >= 2 = a classification head "
+                               "over N classes (set by train.py for --task classify)", min=0)
+    pooling: str = option("last", "how the classification head pools the hidden states: mean (over non-padding "
+                                  "positions), first or last (non-padding) token; a causal decoder's last token "
+                                  "is the only one that has read the whole input", choices=POOLINGS)
 
     def __post_init__(self):
         super().__post_init__()
@@ -115,6 +143,8 @@ class ModelConfig(Config):
             raise ConfigError(f"n_head = {self.n_head} must be a multiple of n_kv_head = {self.n_kv_head}")
         if self.dropout >= 1:
             raise ConfigError(f"dropout = {self.dropout} must be in [0, 1)")
+        if self.n_classes == 1:
+            raise ConfigError("n_classes = 1 is not a classification; use 0 (language model) or >= 2 classes")
         if not (self.tokenizer == "char" or _is_bpe_name(self.tokenizer) or self.tokenizer.startswith("task-")):
             raise ConfigError(f"tokenizer = {self.tokenizer!r} is not valid; use 'char' or 'bpe-N' "
                               f"(e.g. 'bpe-1024'); 'task-NAME' is set by train.py for tasks")
@@ -128,11 +158,11 @@ def _is_bpe_name(name: str) -> bool:
     return name.startswith("bpe-") and name[4:].isdigit()
 
 
-@register
+@register("modules.gpt:GPT")
 @dataclass
 class GPTConfig(ModelConfig):
     """The decoder-only baseline: pre-norm blocks, final norm, (tied) LM head."""
-    arch: str = opt("gpt", "architecture (this config: gpt; see the list below)")
+    arch: str = option("gpt", "architecture (this config: gpt; see the list below)")
 
 
 @dataclass
@@ -141,7 +171,7 @@ class SegmentConfig(ModelConfig):
 
     `block_size` is the length of a training sequence; the models themselves take any length (their
     `max_context` is None) and carry a state whose size does not grow with it."""
-    seg_len: int = opt(32, "tokens per segment; a sequence of block_size tokens is cut into segments of this "
+    seg_len: int = option(32, "tokens per segment; a sequence of block_size tokens is cut into segments of this "
                            "length (the last one may be shorter)", min=1)
 
     def __post_init__(self):
@@ -152,35 +182,35 @@ class SegmentConfig(ModelConfig):
                               f"{self.block_size}")
 
 
-@register
+@register("modules.transformer_xl:TransformerXL")
 @dataclass
 class TransformerXLConfig(SegmentConfig):
     """Transformer-XL (Dai et al. 2019): each layer also attends to the previous segments' hidden states at
-    its input, kept as a stop-gradient memory of `mem_len` vectors per layer (never backpropagated into)."""
-    arch: str = opt("transformer_xl", "architecture (this config: transformer_xl)")
-    pos: str = opt("rope", "positions (see GPTConfig), counted over [memory; segment]: rope or relative "
-                           "see the true distances to the memory; learned or sinusoidal are added to the "
-                           "token embedding and suffer the 'temporal confusion' of Dai et al. 3.3",
-                   choices=("learned", "sinusoidal", "rope", "relative"))
-    mem_len: int = opt(32, "hidden states kept per layer as memory (stop-gradient); 0 = no memory (the "
+    its input, kept as a stop-gradient memory of `mem_len` vectors per layer (never backpropagated into).
+
+    Positions are counted over [memory; segment]: rope or relative see the true distances to the memory;
+    learned or sinusoidal are added to the token embedding and suffer the 'temporal confusion' of Dai et al.
+    section 3.3 (the same absolute positions recur in every segment)."""
+    arch: str = option("transformer_xl", "architecture (this config: transformer_xl)")
+    mem_len: int = option(32, "hidden states kept per layer as memory (stop-gradient); 0 = no memory (the "
                            "segmented Transformer)", min=0)
 
 
-@register
+@register("modules.rmt:RMT")
 @dataclass
 class RMTConfig(SegmentConfig):
-    """Recurrent Memory Transformer (Bulatov et al. 2022): memory tokens read and written per segment."""
-    arch: str = opt("rmt", "architecture (this config: rmt)")
-    pos: str = opt("rope", "positions (see GPTConfig), counted within each [memory; segment; memory] input; "
-                           "rope by default: the relative bias starts at zero, without any positional signal, "
-                           "and RMT's write-then-read path then trains much more slowly",
-                   choices=("learned", "sinusoidal", "rope", "relative"))
-    n_mem: int = opt(4, "memory vectors carried between segments; 0 = the segmented Transformer without "
+    """Recurrent Memory Transformer (Bulatov et al. 2022): memory tokens read and written per segment.
+
+    Positions are counted within each [memory; segment; memory] input. rope is the default: the relative
+    bias starts at zero, without any positional signal, and RMT's write-then-read path then trains much
+    more slowly."""
+    arch: str = option("rmt", "architecture (this config: rmt)")
+    n_mem: int = option(4, "memory vectors carried between segments; 0 = the segmented Transformer without "
                         "memory (the paper's baseline)", min=0)
-    bptt_depth: int = opt(-1, "-1 = backpropagate through every segment (full BPTT); k >= 0 = through at most "
+    bptt_depth: int = option(-1, "-1 = backpropagate through every segment (full BPTT); k >= 0 = through at most "
                               "k memory hand-overs (the memory entering segments k+1, 2(k+1), ... is "
                               "detached; 0: detached at every segment)", min=-1)
-    mem_at: str = opt("both", "both = read memory before and write memory after the segment; start = one "
+    mem_at: str = option("both", "both = read memory before and write memory after the segment; start = one "
                               "memory block before it only (ablation: a decoder cannot write it)",
                       choices=("both", "start"))
 
@@ -197,30 +227,30 @@ SCHEDULES = ("cosine", "linear", "step", "constant")
 @dataclass
 class TrainConfig(Config):
     """The training loop, the data it reads, and the task (if any)."""
-    data: str = opt("builtin", "corpus: builtin (Python's pydoc topics, ships with Python), shakespeare, "
+    data: str = option("builtin", "corpus: builtin (Python's pydoc topics, ships with Python), shakespeare, "
                                "tinystories (downloaded and cached), or a path to a UTF-8 text file")
-    task: str = opt("", "synthetic task instead of a corpus (e.g. copy); empty = language modelling on --data")
-    task_len: int = opt(8, "symbols per task example", min=1)
-    n_keys: int = opt(4, "key/value pairs per example (retrieval task)", min=1)
-    task_vocab: int = opt(10, "distinct symbols a task draws from", min=2)
-    batch_size: int = opt(32, "sequences per optimizer micro-step", min=1)
-    max_iters: int = opt(500, "optimizer steps in the whole run", min=0)
-    lr: float = opt(3e-3, "peak learning rate (after warm-up)", min=0.0)
-    min_lr: float = opt(3e-4, "learning rate at the end of the schedule", min=0.0)
-    warmup_iters: int = opt(30, "linear warm-up steps from 0 to lr", min=0)
-    schedule: str = opt("cosine", "decay after warm-up to min_lr: cosine, linear, step (lr x0.1 after "
+    task: str = option("", "synthetic task instead of a corpus (e.g. copy); empty = language modelling on --data")
+    task_len: int = option(8, "symbols per task example", min=1)
+    n_keys: int = option(4, "key/value pairs per example (retrieval task)", min=1)
+    task_vocab: int = option(10, "distinct symbols a task draws from", min=2)
+    batch_size: int = option(32, "sequences per optimizer micro-step", min=1)
+    max_iters: int = option(500, "optimizer steps in the whole run", min=0)
+    lr: float = option(3e-3, "peak learning rate (after warm-up)", min=0.0)
+    min_lr: float = option(3e-4, "learning rate at the end of the schedule", min=0.0)
+    warmup_iters: int = option(30, "linear warm-up steps from 0 to lr", min=0)
+    schedule: str = option("cosine", "decay after warm-up to min_lr: cosine, linear, step (lr x0.1 after "
                                   "2/3 of the decay), constant", choices=SCHEDULES)
-    weight_decay: float = opt(0.1, "AdamW weight decay for matrices (never for norms, biases, embeddings' "
+    weight_decay: float = option(0.1, "AdamW weight decay for matrices (never for norms, biases, embeddings' "
                                    "scalars)", min=0.0)
-    beta1: float = opt(0.9, "AdamW beta1", min=0.0)
-    beta2: float = opt(0.99, "AdamW beta2", min=0.0)
-    grad_accum: int = opt(1, "micro-batches accumulated per optimizer step", min=1)
-    grad_clip: float = opt(1.0, "clip the global gradient norm to this; 0 = no clipping", min=0.0)
-    eval_interval: int = opt(50, "steps between evaluations, log rows and checkpoints", min=1)
-    eval_iters: int = opt(10, "fixed validation batches per evaluation", min=1)
-    seed: int = opt(1337, "seed for model init, data sampling and dropout", min=0)
-    threads: int = opt(1, "torch CPU threads (1 keeps timings and losses reproducible)", min=1)
-    sample_len: int = opt(200, "characters/tokens of the sample printed and stored at the end", min=0)
+    beta1: float = option(0.9, "AdamW beta1", min=0.0)
+    beta2: float = option(0.99, "AdamW beta2", min=0.0)
+    grad_accum: int = option(1, "micro-batches accumulated per optimizer step", min=1)
+    grad_clip: float = option(1.0, "clip the global gradient norm to this; 0 = no clipping", min=0.0)
+    eval_interval: int = option(50, "steps between evaluations, log rows and checkpoints", min=1)
+    eval_iters: int = option(10, "fixed validation batches per evaluation", min=1)
+    seed: int = option(1337, "seed for model init, data sampling and dropout", min=0)
+    threads: int = option(1, "torch CPU threads (1 keeps timings and losses reproducible)", min=1)
+    sample_len: int = option(200, "characters/tokens of the sample printed and stored at the end", min=0)
 
     def __post_init__(self):
         super().__post_init__()

@@ -8,9 +8,12 @@ Text is tokenized once and the ids cached as `.npy` (keyed by the text's hash an
 The last 10% of the stream is validation; training batches are random windows drawn from a seeded
 NumPy generator whose state is part of the checkpoint, so a resumed run draws the same batches.
 
-Tasks (decoder-only layout `prompt <sep> answer`, loss on the answer only): the RMT paper's `copy`,
-`reverse`, `retrieval` (associative retrieval) and `sqeq` (quadratic equations with the worked solution).
-Accuracy is greedy (no teacher forcing), per answer token and per whole answer.
+Tasks (loss on the answer only), in the layout of the model that reads them — decoder-only `prompt <sep>
+answer`, or encoder-decoder with the prompt as the source: the RMT paper's `copy`, `reverse`, `retrieval`
+(associative retrieval) and `sqeq` (quadratic equations with the worked solution); and `majority`, a
+built-in classification task with sentences of different lengths (padded, with masks). `task.score(model,
+batches)` gives the task's metrics: greedy accuracy (no teacher forcing) per answer token and per whole
+answer, or accuracy and macro precision/recall/F1 for classification.
 
 The cache lives in `$MNEMO_CACHE`, default `data_cache/` in the repo (ignored by git).
 """
@@ -161,12 +164,35 @@ class Corpus:
 SYMBOLS = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
+DECODER, ENCODER_DECODER = "decoder", "encoder_decoder"  # the two layouts of a (prompt, answer) example
+
+
+def layout_of(model_cls) -> str:
+    """The batch layout a model class reads, from its declared capabilities."""
+    from modules import ENCODER_DECODER as ENC_DEC
+    return ENCODER_DECODER if ENC_DEC in model_cls.capabilities else DECODER
+
+
+def pad_rows(rows: list, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id lists of different lengths: (ids (B, T), mask (B, T) True at real tokens)."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.as_tensor(r, dtype=torch.long)
+        mask[i, :len(r)] = True
+    return ids, mask
+
+
 class Task:
     """A seeded generator of (prompt, answer) examples over a small symbol alphabet.
 
     Examples of one task all have the same lengths, so they batch without padding. The tokenizer is a
-    CharTokenizer over the task's symbols (specials first, so `<pad>` = 0 and `<sep>` = 1)."""
+    CharTokenizer over the task's symbols (specials first, so `<pad>` = 0 and `<sep>` = 1). A batch comes in
+    the layout of the model that reads it: decoder-only `prompt <sep> answer` with the loss on the answer, or
+    encoder-decoder (source = prompt; decoder input = `<bos>` + answer[:-1]; targets = answer)."""
     name = "task"
+    n_classes = 0  # a classification task says how many labels it has
 
     def __init__(self, task_len: int = 8, task_vocab: int = 10, n_keys: int = 4):
         if task_vocab > len(SYMBOLS):
@@ -182,23 +208,58 @@ class Task:
         """(prompts (n, P), answers (n, A)) as token ids."""
         raise NotImplementedError
 
-    def batch(self, batch_size: int, rng: np.random.Generator) -> Batch:
-        """x = prompt <sep> answer[:-1]; y = the next token, IGNORE except at answer positions."""
+    def batch(self, batch_size: int, rng: np.random.Generator, layout: str = DECODER) -> Batch:
+        """Decoder: x = prompt <sep> answer[:-1]; y = the next token, IGNORE except at answer positions.
+        Encoder-decoder: src = prompt; x = <bos> answer[:-1]; y = answer."""
         prompts, answers = self.examples(batch_size, rng)
-        sep = np.full((batch_size, 1), self.tokenizer.sep_id)
-        seq = torch.from_numpy(np.concatenate([prompts, sep, answers], axis=1).astype(np.int64))
+        prompts, answers = (torch.from_numpy(a.astype(np.int64)) for a in (prompts, answers))
+        if layout == ENCODER_DECODER:
+            bos = torch.full((batch_size, 1), self.tokenizer.bos_id)
+            return Batch(x=torch.cat([bos, answers[:, :-1]], dim=1), y=answers, src=prompts)
+        sep = torch.full((batch_size, 1), self.tokenizer.sep_id)
+        seq = torch.cat([prompts, sep, answers], dim=1)
         x, y = seq[:, :-1], seq[:, 1:].clone()
         y[:, :prompts.shape[1]] = IGNORE  # targets up to and including <sep> carry no loss
         return Batch(x, y)
 
-    def val_batches(self, n: int, batch_size: int, seed: int) -> list[Batch]:
+    def val_batches(self, n: int, batch_size: int, seed: int, layout: str = DECODER) -> list[Batch]:
         rng = np.random.default_rng(seed)
-        return [self.batch(batch_size, rng) for _ in range(n)]
+        return [self.batch(batch_size, rng, layout) for _ in range(n)]
 
     @property
     def seq_len(self) -> int:
+        """Length of a decoder-only training sequence (the decoder input of an encoder-decoder is shorter)."""
         p, a = self.examples(1, np.random.default_rng(0))
         return p.shape[1] + 1 + a.shape[1] - 1
+
+    def metrics(self) -> list[str]:
+        """The names `score` returns, in log.csv's column order."""
+        return ["val_acc", "val_exact"]
+
+    def show(self, model, batch: Batch, n: int = 4) -> str:
+        """A few examples of `batch` as text: `prompt -> greedy answer (true answer)`."""
+        pred, true = greedy_answers(model.eval(), batch)
+        if batch.src is not None:
+            prompts = batch.src
+        else:
+            prompts = batch.x[:, :int((batch.y[0] == IGNORE).sum())]
+        decode = self.tokenizer.decode
+        return "\n".join(f"{decode(prompts[i].tolist())} -> {decode(pred[i].tolist())} (true {decode(true[i].tolist())})"
+                         for i in range(min(n, len(pred))))
+
+    def score(self, model, batches: list[Batch]) -> dict:
+        """Greedy answer accuracy (no teacher forcing): `val_acc` per answer token, `val_exact` per whole
+        answer. Each batch is decoded in its own layout."""
+        was_training = model.training
+        model.eval()
+        right = tokens = exact = examples = 0
+        for b in batches:
+            pred, true = greedy_answers(model, b)
+            hit = pred == true
+            right, tokens = right + int(hit.sum()), tokens + hit.numel()
+            exact, examples = exact + int(hit.all(dim=1).sum()), examples + hit.shape[0]
+        model.train(was_training)
+        return {"val_acc": right / tokens, "val_exact": exact / examples}
 
 
 class Copy(Task):
@@ -301,7 +362,79 @@ class QuadraticEquations(TextTask):
         return [p for p, _ in pairs], [a for _, a in pairs]
 
 
-TASKS = {"copy": Copy, "reverse": Reverse, "retrieval": Retrieval, "sqeq": QuadraticEquations}
+class Majority(Task):
+    """Classification, built in (no download): a string of task_len//2 .. task_len symbols in which one of
+    the first `n_keys` symbols fills more than half the positions; the label is which one. Lengths differ,
+    so batches are padded (mask True at real tokens). Chance is 1 / n_keys."""
+    name = "majority"
+
+    def __init__(self, task_len: int = 8, task_vocab: int = 10, n_keys: int = 4):
+        if not 2 <= n_keys <= task_vocab or task_len < 2:
+            raise ValueError(f"majority needs 2 <= n_keys (= {n_keys}) <= task_vocab (= {task_vocab}) classes "
+                             f"and task_len >= 2 (= {task_len})")
+        super().__init__(task_len, task_vocab, n_keys)
+        self.n_classes = n_keys
+
+    def texts(self, n: int, rng: np.random.Generator) -> tuple[list[list[int]], list[int]]:
+        rows, labels = [], []
+        for _ in range(n):
+            length = int(rng.integers(max(2, self.task_len // 2), self.task_len + 1))
+            label = int(rng.integers(self.n_keys))
+            row = rng.integers(self.first, self.first + self.task_vocab, size=length)
+            row[rng.choice(length, size=length // 2 + 1, replace=False)] = self.first + label
+            rows.append(row.tolist())
+            labels.append(label)
+        return rows, labels
+
+    def batch(self, batch_size, rng, layout=DECODER):
+        rows, labels = self.texts(batch_size, rng)
+        ids, mask = pad_rows(rows, self.tokenizer.pad_id)
+        labels = torch.tensor(labels)
+        if layout == ENCODER_DECODER:
+            return Batch(src=ids, src_mask=mask, labels=labels)
+        return Batch(x=ids, mask=mask, labels=labels)
+
+    @property
+    def seq_len(self) -> int:
+        return self.task_len
+
+    def metrics(self):
+        return ["val_acc", "val_precision", "val_recall", "val_f1"]
+
+    def show(self, model, batch, n: int = 4) -> str:
+        """A few examples as text: `text -> predicted label (true label)`."""
+        ids, mask = (batch.src, batch.src_mask) if batch.src is not None else (batch.x, batch.mask)
+        with torch.no_grad():
+            pred = model.eval()(batch).logits.argmax(-1)
+        return "\n".join(f"{self.tokenizer.decode(ids[i][mask[i]].tolist())} -> {int(pred[i])} "
+                         f"(true {int(batch.labels[i])})" for i in range(min(n, len(pred))))
+
+    def score(self, model, batches):
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            pred = torch.cat([model(b).logits.argmax(-1) for b in batches])
+        model.train(was_training)
+        return classification_metrics(pred, torch.cat([b.labels for b in batches]), self.n_classes)
+
+
+def classification_metrics(pred: torch.Tensor, true: torch.Tensor, n_classes: int) -> dict:
+    """Accuracy and macro-averaged precision, recall and F1 (each class weighs the same; a class never
+    predicted has precision 0, a class never present recall 0)."""
+    p, r, f = [], [], []
+    for c in range(n_classes):
+        tp = int(((pred == c) & (true == c)).sum())
+        predicted, actual = int((pred == c).sum()), int((true == c).sum())
+        pc, rc = tp / predicted if predicted else 0.0, tp / actual if actual else 0.0
+        p.append(pc)
+        r.append(rc)
+        f.append(2 * pc * rc / (pc + rc) if pc + rc else 0.0)
+    return {"val_acc": float((pred == true).float().mean()), "val_precision": sum(p) / n_classes,
+            "val_recall": sum(r) / n_classes, "val_f1": sum(f) / n_classes}
+
+
+TASKS = {"copy": Copy, "reverse": Reverse, "retrieval": Retrieval, "sqeq": QuadraticEquations,
+         "majority": Majority}
 
 
 def make_task(name: str, task_len: int = 8, task_vocab: int = 10, n_keys: int = 4) -> Task:
@@ -314,26 +447,22 @@ def make_task(name: str, task_len: int = 8, task_vocab: int = 10, n_keys: int = 
 def greedy_answers(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy-decode the answer of every example (no teacher forcing): (predicted, true), (B, A) each.
 
-    The prompt is everything before the first answer target; each step re-runs the model on the whole
-    sequence so far, which works for every architecture (segment-recurrent ones re-segment it)."""
-    answer_mask = batch.y[0] != IGNORE
-    start = int(answer_mask.nonzero()[0])          # index in x whose next token is the first answer token
-    seq = batch.x[:, :start + 1]
-    for _ in range(int(answer_mask.sum())):
-        nxt = model(seq).logits[:, -1].argmax(-1, keepdim=True)
-        seq = torch.cat([seq, nxt], dim=1)
-    return seq[:, start + 1:], batch.y[:, answer_mask]
-
-
-def task_accuracy(model, batches: list[Batch]) -> tuple[float, float]:
-    """(per-token accuracy, whole-answer accuracy) of greedy decoding over `batches`."""
-    was_training = model.training
-    model.eval()
-    right = tokens = exact = examples = 0
-    for b in batches:
-        pred, true = greedy_answers(model, b)
-        hit = pred == true
-        right, tokens = right + int(hit.sum()), tokens + hit.numel()
-        exact, examples = exact + int(hit.all(dim=1).sum()), examples + hit.shape[0]
-    model.train(was_training)
-    return right / tokens, exact / examples
+    Decoder-only: the prompt is everything before the first answer target, fed once; each answer token then
+    goes through `model.next_logits` with the model's state (the whole sequence is recomputed each step for
+    a model that carries none). Encoder-decoder: the source is encoded once (`init_state`, which also
+    projects the cross-attention keys and values), and the decoder runs from `<bos>` with its cache."""
+    if batch.src is not None:
+        start, n = 0, batch.y.shape[1]
+        seq, true = batch.x[:, :1], batch.y                     # <bos>
+        state = model.init_state(batch.size, batch)
+    else:
+        answer_mask = batch.y[0] != IGNORE
+        start = int(answer_mask.nonzero()[0])      # index in x whose next token is the first answer token
+        n, seq, true = int(answer_mask.sum()), batch.x[:, :start + 1], batch.y[:, answer_mask]
+        state = model.init_state(batch.size)
+    logits = model.next_logits(seq, state)
+    for i in range(n):
+        seq = torch.cat([seq, logits.argmax(-1, keepdim=True)], dim=1)
+        if i < n - 1:
+            logits = model.next_logits(seq if state is None else seq[:, -1:], state)
+    return seq[:, start + 1:], true

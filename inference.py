@@ -21,6 +21,8 @@ import sys
 
 import torch
 
+from modules import ENCODER_DECODER, Batch
+
 
 def filter_logits(logits, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                   min_p: float | None = None):
@@ -49,29 +51,42 @@ def next_token(logits, temperature, top_k, top_p, min_p, generator):
 
 
 class Stepper:
-    """Feeds a growing sequence to the model and returns the next-token logits, with or without state.
-    A model whose `init_state` gives None carries nothing between calls, so it is always recomputed."""
+    """Feeds a growing sequence to the model and returns the next-token logits, with the model's state (a KV
+    cache, a memory) or by recomputation. It asks the model for its next-token step (`next_logits`) and
+    reads its capabilities, so it serves decoders and encoder-decoders alike: for an encoder-decoder,
+    `source` (a Batch with `src`, `src_mask`) is encoded when a state is made. A model whose `init_state`
+    gives None carries nothing between calls, so it is always recomputed."""
 
-    def __init__(self, model, use_cache: bool):
+    def __init__(self, model, use_cache: bool, source=None):
         self.model, self.window = model, model.max_context
-        self.use_cache = use_cache
+        self.use_cache, self.source = use_cache, source
+        self.needs_source = ENCODER_DECODER in model.capabilities
         self.state = None
 
     def first(self, seq):
         return self.prefill(seq) if self.use_cache else self.recompute(seq)
 
+    def fresh_state(self, batch_size: int):
+        source = self.source
+        if source is not None and source.size != batch_size:  # beams of one prompt share its source
+            source = Batch(src=source.src.expand(batch_size, -1),
+                           src_mask=None if source.src_mask is None else source.src_mask.expand(batch_size, -1))
+        return self.model.init_state(batch_size, source)
+
     def prefill(self, seq):
         """A fresh state fed with the last window of seq."""
-        self.state = self.model.init_state(seq.shape[0])
+        self.state = self.fresh_state(seq.shape[0])
         if self.state is None:
             self.use_cache = False
             return self.recompute(seq)
-        ctx = seq if self.window is None else seq[:, -self.window:]
-        return self.model(ctx, self.state).logits[:, -1]
+        return self.model.next_logits(self.context(seq), self.state)
 
     def recompute(self, seq):
-        ctx = seq if self.window is None else seq[:, -self.window:]
-        return self.model(ctx).logits[:, -1]
+        state = self.fresh_state(seq.shape[0]) if self.needs_source else None
+        return self.model.next_logits(self.context(seq), state)
+
+    def context(self, seq):
+        return seq if self.window is None else seq[:, -self.window:]
 
     def step(self, seq):
         """seq already holds the newest token."""
@@ -79,16 +94,16 @@ class Stepper:
             return self.recompute(seq)
         if self.window is not None and len(self.state) >= self.window:
             return self.prefill(seq[:, -(self.window // 2):])  # cache full: rebuild from the last half window
-        return self.model(seq[:, -1:], self.state).logits[:, -1]
+        return self.model.next_logits(seq[:, -1:], self.state)
 
 
 @torch.no_grad()
 def generate_ids(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None,
-                 min_p=None, eos_id: int | None = None, use_cache: bool = True, generator=None):
+                 min_p=None, eos_id: int | None = None, use_cache: bool = True, generator=None, source=None):
     """ids (B, T) -> (B, T + n) continued; a row that produced `eos_id` is padded with it from then on.
-    Stops early once every row has finished."""
+    Stops early once every row has finished. source: what an encoder-decoder reads (a Batch with src)."""
     model.eval()
-    stepper, seq = Stepper(model, use_cache), ids
+    stepper, seq = Stepper(model, use_cache, source), ids
     done = torch.zeros(ids.shape[0], 1, dtype=torch.bool, device=ids.device)
     logits = stepper.first(seq)
     for i in range(max_new_tokens):
@@ -105,7 +120,7 @@ def generate_ids(model, ids, max_new_tokens: int, temperature: float = 1.0, top_
 
 @torch.no_grad()
 def beam_search(model, ids, beams: int = 4, max_new_tokens: int = 50, length_penalty: float = 1.0,
-                eos_id: int | None = None):
+                eos_id: int | None = None, source=None):
     """The most likely continuation of ids (1, T) under beam search: (1, T + n).
 
     Beams are scored by summed log-probability / (length ** length_penalty); a beam that emits eos_id
@@ -115,7 +130,7 @@ def beam_search(model, ids, beams: int = 4, max_new_tokens: int = 50, length_pen
     if max_new_tokens < 1:
         return ids
     model.eval()
-    stepper = Stepper(model, use_cache=False)
+    stepper = Stepper(model, use_cache=False, source=source)
     alive, scores, finished = ids, torch.zeros(1, device=ids.device), []
     for n in range(1, max_new_tokens + 1):
         logp = stepper.recompute(alive).float().log_softmax(-1)              # (beams, V)
@@ -137,16 +152,26 @@ def beam_search(model, ids, beams: int = 4, max_new_tokens: int = 50, length_pen
 def generate(model, tokenizer, prompt, max_new_tokens: int = 100, temperature: float = 1.0, top_k=None,
              top_p=None, min_p=None, beams: int = 1, use_cache: bool = True, stop_at_eos: bool = True,
              seed: int | None = None):
-    """Continue `prompt` (a string, or a list of strings) and return the new text (a string, or a list)."""
+    """Continue `prompt` (a string, or a list of strings) and return the new text (a string, or a list).
+    For an encoder-decoder the prompt is the source text, and the decoder writes from `<bos>`."""
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     eos = tokenizer.eos_id if stop_at_eos else None
-    encoded = [tokenizer.encode(p) or [tokenizer.bos_id] for p in prompts]
+    if ENCODER_DECODER in model.capabilities:
+        encoded = [[tokenizer.bos_id] for _ in prompts]
+        sources = [torch.tensor([tokenizer.encode(p)]) for p in prompts]
+    else:
+        encoded = [tokenizer.encode(p) or [tokenizer.bos_id] for p in prompts]
     outputs: list[str | None] = [None] * len(prompts)
     for length in sorted({len(e) for e in encoded}):
         idx = [i for i, e in enumerate(encoded) if len(e) == length]
         ids = torch.tensor([encoded[i] for i in idx])
-        if beams > 1:
+        if ENCODER_DECODER in model.capabilities:  # one source at a time: sources differ in length
+            new = [(beam_search(model, ids[j:j + 1], beams, max_new_tokens, eos_id=eos, source=Batch(src=sources[i]))
+                    if beams > 1 else generate_ids(model, ids[j:j + 1], max_new_tokens, temperature, top_k, top_p,
+                                                   min_p, eos, use_cache, generator, Batch(src=sources[i])))[0]
+                   for j, i in enumerate(idx)]
+        elif beams > 1:
             new = [beam_search(model, ids[j:j + 1], beams, max_new_tokens, eos_id=eos)[0] for j in range(len(idx))]
         else:
             new = generate_ids(model, ids, max_new_tokens, temperature, top_k, top_p, min_p, eos, use_cache,

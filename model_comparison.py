@@ -41,6 +41,12 @@ class Run:
             self._model = tools.load_run(self.path)
         return self._model
 
+    @property
+    def params(self) -> int:
+        """Parameter count, as the run's summary.json recorded it (older folders: counted from the model)."""
+        summary = self.path / "summary.json"
+        return tools.load_json(summary)["params"] if summary.exists() else self.load()[0].num_params()
+
     def last(self, column: str):
         values = [r[column] for r in self.log if r.get(column) is not None]
         return values[-1] if values else None
@@ -65,11 +71,13 @@ def load_runs(paths=None) -> list[Run]:
 # --- evaluation on the same validation windows ------------------------------------------------------
 def validation_batches(run: Run, n: int = 8, batch_size: int = 16, seed: int = 0):
     """A fixed, seeded set of validation batches from the run's own data (corpus windows or task examples)."""
-    from data import Corpus, make_task
+    from config import model_class
+    from data import Corpus, layout_of, make_task
     _, _, tok = run.load()
     t = run.train_cfg
     if t.task:
-        return make_task(t.task, t.task_len, t.task_vocab, t.n_keys).val_batches(n, batch_size, seed)
+        layout = layout_of(model_class(run.model_cfg.arch))
+        return make_task(t.task, t.task_len, t.task_vocab, t.n_keys).val_batches(n, batch_size, seed, layout)
     corpus = Corpus.load(t.data, tok, progress=False)
     return corpus.val_batches(n, batch_size, run.model_cfg.block_size, seed)
 
@@ -80,7 +88,7 @@ def topk_accuracy(model, batches, ks=(1, 5)) -> dict[int, float]:
     from modules import IGNORE
     hits, total = {k: 0 for k in ks}, 0
     for b in batches:
-        logits, keep = model(b.x).logits, b.y != IGNORE
+        logits, keep = model(b).logits, b.y != IGNORE
         top = logits.topk(max(ks), dim=-1).indices                      # (B, T, kmax)
         match = (top == b.y[..., None]) & keep[..., None]
         for k in ks:
@@ -94,21 +102,21 @@ def loss_by_position(model, batches) -> torch.Tensor:
     """Mean cross-entropy (nats) at each position of the context, (T,): does more context help?"""
     losses = []
     for b in batches:
-        logits = model(b.x).logits
+        logits = model(b).logits
         losses.append(torch.nn.functional.cross_entropy(logits.transpose(1, 2).float(), b.y, reduction="none"))
     return torch.cat(losses).mean(0)
 
 
 @torch.no_grad()
 def evaluate_run(run: Run, n: int = 8, batch_size: int = 16, seed: int = 0) -> dict:
-    """Loss per token, bits per character, top-1/top-5 accuracy on fixed validation data (tasks: greedy
-    per-token and whole-answer accuracy)."""
-    from data import task_accuracy
+    """Loss per token, bits per character, top-1/top-5 accuracy on fixed validation data (tasks: the task's
+    own metrics, e.g. greedy per-token and whole-answer accuracy)."""
+    from data import make_task
     model, _, tok = run.load()
     batches = validation_batches(run, n, batch_size, seed)
-    if run.train_cfg.task:
-        acc, exact = task_accuracy(model, batches)
-        return {"answer_acc": acc, "answer_exact": exact}
+    t = run.train_cfg
+    if t.task:
+        return make_task(t.task, t.task_len, t.task_vocab, t.n_keys).score(model, batches)
     loss = sum(model(b).loss.item() for b in batches) / len(batches)
     chars = sum(len(tok.decode(row.tolist())) for b in batches for row in b.y)
     tokens = sum(b.y.numel() for b in batches)
@@ -126,8 +134,7 @@ def markdown_table(runs: list[Run], digits: int = 3) -> str:
     fmt = lambda v: "" if v is None else f"{v:.{digits}f}"
     rows = []
     for r in runs:
-        params = sum(p.numel() for p in {id(p): p for p in r.load()[0].parameters()}.values())
-        rows.append([r.name, r.model_cfg.arch, f"{params:,}", r.train_cfg.task or r.train_cfg.data,
+        rows.append([r.name, r.model_cfg.arch, f"{r.params:,}", r.train_cfg.task or r.train_cfg.data,
                      r.model_cfg.tokenizer, f"{r.last('step'):.0f}", f"{r.last('tokens'):,.0f}",
                      f"{r.last('elapsed_s'):.0f}", fmt(r.last("val_loss")), fmt(r.best("val_loss")),
                      fmt(r.last("val_acc")), fmt(r.last("val_exact"))])

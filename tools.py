@@ -23,7 +23,6 @@ import torch
 ROOT = Path(__file__).resolve().parent
 TRAINED = ROOT / "trained"
 LOG_COLUMNS = ["step", "tokens", "elapsed_s", "tokens_per_s", "lr", "train_loss", "val_loss", "grad_norm"]
-TASK_COLUMNS = ["val_acc", "val_exact"]
 
 
 # --- reproducibility --------------------------------------------------------------------------------
@@ -123,6 +122,24 @@ def load_weights(path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def upgrade_state_dict(sd: dict) -> dict:
+    """A state dict written by an earlier mnemo, in today's names: attention's separate `q` and `kv` layers
+    became one stacked `qkv` (2026-12), RMT's initial memory became a plain parameter (`init_memory`, was
+    `init_memory.weight`). Today's state dicts pass through unchanged."""
+    out = {}
+    for k, v in sd.items():
+        if k.endswith((".attn.q.weight", ".attn.q.bias", ".cross.q.weight", ".cross.q.bias")):
+            kv = sd[k.replace(".q.", ".kv.")]
+            out[k.replace(".q.", ".qkv.")] = torch.cat([v, kv])
+        elif k.endswith((".attn.kv.weight", ".attn.kv.bias", ".cross.kv.weight", ".cross.kv.bias")):
+            continue
+        elif k == "init_memory.weight":
+            out["init_memory"] = v
+        else:
+            out[k] = v
+    return out
+
+
 def write_log(path, rows: list[dict], columns: list[str]) -> Path:
     """The whole log CSV, atomically (rows are few: one per evaluation)."""
     buf = io.StringIO()
@@ -141,10 +158,6 @@ def read_log(path) -> list[dict]:
 
 
 # --- runs -------------------------------------------------------------------------------------------
-def count_params(model) -> int:
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-
-
 def run_dirs(root=TRAINED) -> list[Path]:
     """Every finished-or-checkpointed run folder (config, log and weights written) under `root`, by name."""
     return sorted(p.parent for p in Path(root).glob("*/model_config.json")
@@ -179,5 +192,5 @@ def load_run(run_dir, which: str = "model", device: str = "cpu"):
             "train": config_from_dict(load_json(run_dir / "train_config.json"))}
     tokenizer = Tokenizer.load(run_dir / "tokenizer.json")
     model = build_model(cfgs["model"])
-    model.load_state_dict(load_weights(run_dir / f"{which}.pt"))
+    model.load_state_dict(upgrade_state_dict(load_weights(run_dir / f"{which}.pt")))
     return model.to(device).eval(), cfgs, tokenizer

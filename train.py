@@ -21,7 +21,7 @@ import difflib
 import math
 import sys
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +29,9 @@ import torch
 from tqdm.auto import tqdm
 
 import tools
-from config import MODEL_CONFIGS, ConfigError, ModelConfig, TrainConfig, config_from_dict
-from data import Corpus, greedy_answers, make_task, task_accuracy
-from modules import IGNORE, build_model
+from config import MODEL_CONFIGS, ConfigError, ModelConfig, TrainConfig, config_from_dict, model_class
+from data import Corpus, layout_of, make_task
+from modules import build_model
 from tokenizers import Tokenizer
 
 
@@ -42,7 +42,7 @@ class Source:
     tokenizer: Tokenizer
     train_batch: callable       # (np.random.Generator) -> Batch
     val: list                   # fixed validation batches
-    task: object = None         # the Task, when training on one (adds val_acc, val_exact)
+    task: object = None         # the Task, when training on one (adds its metrics: val_acc, ...)
     name: str = ""
 
 
@@ -52,9 +52,10 @@ def make_source(mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True) -> 
     if tcfg.task:
         task = make_task(tcfg.task, tcfg.task_len, tcfg.task_vocab, tcfg.n_keys)
         mcfg = replace(mcfg, tokenizer=task.tokenizer.name, block_size=task.seq_len,
-                       vocab_size=task.tokenizer.vocab_size)
-        src = Source(task.tokenizer, lambda rng: task.batch(tcfg.batch_size, rng),
-                     task.val_batches(tcfg.eval_iters, tcfg.batch_size, tcfg.seed + 1), task, tcfg.task)
+                       vocab_size=task.tokenizer.vocab_size, n_classes=task.n_classes)
+        layout = layout_of(model_class(mcfg.arch))  # what the model reads, from its declared capabilities
+        src = Source(task.tokenizer, lambda rng: task.batch(tcfg.batch_size, rng, layout),
+                     task.val_batches(tcfg.eval_iters, tcfg.batch_size, tcfg.seed + 1, layout), task, tcfg.task)
         return src, mcfg
     corpus = Corpus.load(tcfg.data, mcfg.tokenizer, progress=progress)
     if mcfg.vocab_size not in (0, corpus.tokenizer.vocab_size):
@@ -70,15 +71,36 @@ def make_source(mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True) -> 
 # --- the loop ---------------------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate(model, src: Source) -> dict:
-    """Mean validation loss over the fixed batches (plus greedy accuracy on a task)."""
+    """Mean validation loss (and aux terms) over the fixed batches, plus the task's metrics on a task."""
     was_training = model.training
     model.eval()
-    losses = [model(b).loss.item() for b in src.val]
+    outs = [model(b) for b in src.val]
     model.train(was_training)
-    row = {"val_loss": sum(losses) / len(losses)}
+    row = {"val_loss": sum(o.loss.item() for o in outs) / len(outs)}
+    for name in model.aux_terms:
+        row[f"val_{name}"] = sum(o.aux[name].item() for o in outs) / len(outs)
     if src.task is not None:
-        row["val_acc"], row["val_exact"] = task_accuracy(model, src.val)
+        row.update(src.task.score(model, src.val))
     return row
+
+
+@dataclass
+class PendingRow:
+    """The training figures of the log row in progress (since the previous row); saved in checkpoints as a
+    plain dict, so that a resume after a Ctrl-C writes the row an uninterrupted run would have."""
+    losses: list = field(default_factory=list)   # mean loss of each optimizer step
+    aux: dict = field(default_factory=dict)      # aux term name -> list of per-step values
+    tokens: int = 0
+    time: float = 0.0
+    lr: float = 0.0
+    grad_norm: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PendingRow":
+        return cls(**d)
 
 
 class Trainer:
@@ -95,13 +117,14 @@ class Trainer:
         self.src, self.mcfg = make_source(mcfg, tcfg, progress)
         self.out = Path(out) if out else tools.TRAINED / f"{mcfg.arch}-{self.src.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.model = build_model(self.mcfg)
-        self.opt = torch.optim.AdamW(self.model.param_groups(tcfg.weight_decay), lr=tcfg.lr,
-                                     betas=(tcfg.beta1, tcfg.beta2))
+        self.optimizer = torch.optim.AdamW(self.model.param_groups(tcfg.weight_decay), lr=tcfg.lr,
+                                           betas=(tcfg.beta1, tcfg.beta2))
         self.data_rng = np.random.default_rng(tcfg.seed)
         self.step, self.tokens, self.elapsed, self.best = 0, 0, 0.0, math.inf
         self.rows: list[dict] = []
         self.pending = self.new_row()  # training figures of the log row in progress
-        self.columns = tools.LOG_COLUMNS + (tools.TASK_COLUMNS if self.src.task else [])
+        aux = [f"{split}_{name}" for name in self.model.aux_terms for split in ("train", "val")]
+        self.columns = tools.LOG_COLUMNS + (self.src.task.metrics() if self.src.task else []) + aux
         self.stopped = ""  # why the run ended early, if it did
 
     # --- resume -----------------------------------------------------------------------------------
@@ -116,10 +139,10 @@ class Trainer:
         tcfg = replace(config_from_dict(tools.load_json(out / "train_config.json")), **overrides)
         self = cls(mcfg, tcfg, out, progress, verbose)
         ck = tools.load_weights(out / "checkpoint.pt")
-        self.model.load_state_dict(ck["model"])
-        self.opt.load_state_dict(ck["optimizer"])
+        self.model.load_state_dict(tools.upgrade_state_dict(ck["model"]))
+        self.optimizer.load_state_dict(ck["optimizer"])
         self.step, self.tokens, self.elapsed, self.best = ck["step"], ck["tokens"], ck["elapsed"], ck["best"]
-        self.pending = ck["pending"]
+        self.pending = PendingRow.from_dict(ck["pending"])
         tools.set_rng_state(ck["rng"])
         self.data_rng.bit_generator.state = ck["data_rng"]
         self.rows = [r for r in tools.read_log(out / "log.csv") if r["step"] <= self.step]
@@ -129,8 +152,8 @@ class Trainer:
         """checkpoint.pt: everything a resume needs; model.pt: the same weights alone (for load_run)."""
         tools.save_torch(self.out / "model.pt", self.model.state_dict())
         tools.save_torch(self.out / "checkpoint.pt", {
-            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "step": self.step,
-            "tokens": self.tokens, "elapsed": self.elapsed, "best": self.best, "pending": self.pending,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+            "tokens": self.tokens, "elapsed": self.elapsed, "best": self.best, "pending": self.pending.to_dict(),
             "rng": rng or tools.rng_state(), "data_rng": data_rng or self.data_rng.bit_generator.state})
 
     # --- run --------------------------------------------------------------------------------------
@@ -139,8 +162,8 @@ class Trainer:
         tools.save_json(self.out / "train_config.json", self.tcfg.to_dict())
         self.src.tokenizer.save(self.out / "tokenizer.json")
 
-    def new_row(self) -> dict:
-        return {"losses": [], "tokens": 0, "time": 0.0, "lr": tools.lr_at(self.step, self.tcfg), "grad_norm": None}
+    def new_row(self) -> PendingRow:
+        return PendingRow(lr=tools.lr_at(self.step, self.tcfg))
 
     def due(self) -> bool:
         """Is a log row due at this step and not yet written (also after a Ctrl-C during its evaluation)?"""
@@ -152,9 +175,10 @@ class Trainer:
         then checkpoint."""
         p = self.pending
         row = {"step": self.step, "tokens": self.tokens, "elapsed_s": round(self.elapsed, 3),
-               "tokens_per_s": round(p["tokens"] / p["time"], 1) if p["time"] > 0 else None,
-               "lr": p["lr"], "train_loss": sum(p["losses"]) / len(p["losses"]) if p["losses"] else None,
-               "val_loss": None, "grad_norm": p["grad_norm"]}
+               "tokens_per_s": round(p.tokens / p.time, 1) if p.time > 0 else None,
+               "lr": p.lr, "train_loss": sum(p.losses) / len(p.losses) if p.losses else None,
+               "val_loss": None, "grad_norm": p.grad_norm}
+        row.update({f"train_{k}": sum(v) / len(v) for k, v in p.aux.items() if v})
         row.update(evaluate(self.model, self.src))
         self.rows.append(row)
         tools.write_log(self.out / "log.csv", self.rows, self.columns)
@@ -167,25 +191,27 @@ class Trainer:
             print(format_row(row))
         return row
 
-    def train_step(self, lr: float) -> tuple[float, float, int]:
+    def train_step(self, lr: float) -> tuple[float, float, int, dict]:
         """One optimizer step over grad_accum micro-batches: (mean loss, gradient norm before clipping,
-        tokens seen)."""
-        for g in self.opt.param_groups:
+        real tokens seen, mean of each aux term)."""
+        for g in self.optimizer.param_groups:
             g["lr"] = lr
         self.model.on_step(self.step / max(1, self.tcfg.max_iters))
-        total, tokens = 0.0, 0
+        total, tokens, aux = 0.0, 0, dict.fromkeys(self.model.aux_terms, 0.0)
         for _ in range(self.tcfg.grad_accum):
             batch = self.src.train_batch(self.data_rng)
-            loss = self.model(batch).loss / self.tcfg.grad_accum
-            loss.backward()
-            total += loss.item()
-            tokens += batch.x.numel()
+            out = self.model(batch)
+            (out.loss / self.tcfg.grad_accum).backward()
+            total += out.loss.item() / self.tcfg.grad_accum
+            tokens += batch.n_tokens
+            for k in aux:
+                aux[k] += out.aux[k].item() / self.tcfg.grad_accum
         clip = self.tcfg.grad_clip if self.tcfg.grad_clip > 0 else math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).item()
         if math.isfinite(total) and math.isfinite(norm):
-            self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-        return total, norm, tokens
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total, norm, tokens, aux
 
     def run(self) -> "Trainer":
         """Train to max_iters (or until stopped), keeping the run folder up to date all along."""
@@ -201,7 +227,7 @@ class Trainer:
             while self.step < t.max_iters:
                 unfinished = tools.rng_state(), self.data_rng.bit_generator.state  # to save exactly on Ctrl-C
                 lr, t0 = tools.lr_at(self.step, t), time.perf_counter()
-                loss, norm, tokens = self.train_step(lr)
+                loss, norm, tokens, aux = self.train_step(lr)
                 if not (math.isfinite(loss) and math.isfinite(norm)):
                     what = "loss" if not math.isfinite(loss) else "gradient norm"
                     self.stopped = (f"non-finite {what} at step {self.step + 1}: stopped, the last good checkpoint "
@@ -210,8 +236,10 @@ class Trainer:
                 dt = time.perf_counter() - t0
                 self.step, self.tokens, self.elapsed, unfinished = self.step + 1, self.tokens + tokens, self.elapsed + dt, None
                 p = self.pending
-                p["losses"].append(loss)
-                p["tokens"], p["time"], p["lr"], p["grad_norm"] = p["tokens"] + tokens, p["time"] + dt, lr, norm
+                p.losses.append(loss)
+                for k, v in aux.items():
+                    p.aux.setdefault(k, []).append(v)
+                p.tokens, p.time, p.lr, p.grad_norm = p.tokens + tokens, p.time + dt, lr, norm
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}")
                 if self.due():
@@ -232,11 +260,7 @@ class Trainer:
         from inference import generate
         m = self.model.eval()
         if self.src.task is not None:
-            b = self.src.val[0]
-            pred, true = greedy_answers(m, b)
-            tok, k = self.src.tokenizer, int((b.y[0] == IGNORE).sum())
-            return "\n".join(f"{tok.decode(b.x[i, :k].tolist())} -> {tok.decode(pred[i].tolist())} "
-                             f"(true {tok.decode(true[i].tolist())})" for i in range(min(4, len(pred))))
+            return self.src.task.show(m, self.src.val[0])
         prompt = self.src.tokenizer.decode(self.src.val[0].x[0, :16].tolist())
         return prompt + generate(m, self.src.tokenizer, prompt, max_new_tokens=self.tcfg.sample_len,
                                  temperature=0.8, top_k=50, seed=self.tcfg.seed)
@@ -247,7 +271,7 @@ class Trainer:
                "tokenizer": self.src.tokenizer.name, "tokenizer_hash": self.src.tokenizer.hash(),
                "steps": self.step, "tokens": self.tokens, "train_seconds": round(self.elapsed, 1),
                "final_val_loss": round(last["val_loss"], 4), "best_val_loss": round(self.best, 4)}
-        for k in tools.TASK_COLUMNS:
+        for k in self.columns[len(tools.LOG_COLUMNS):]:
             if last.get(k) is not None:
                 out[k] = round(last[k], 4)
         return out
@@ -266,12 +290,13 @@ class Trainer:
         if sample:
             lines += ["## Sample", "", "```", sample, "```", ""]
         tools.atomic_write_text(self.out / "README.md", "\n".join(lines))
+        tools.save_json(self.out / "summary.json", s)
         self.sample_text = sample
 
 
 def format_row(row: dict) -> str:
     parts = [f"step {int(row['step'])}"]
-    for k in ("train_loss", "val_loss", "val_acc", "val_exact"):
+    for k in [k for k in row if k.startswith(("train_", "val_"))]:
         if row.get(k) is not None:
             parts.append(f"{k} {row[k]:.3f}")
     return "  ".join(parts)

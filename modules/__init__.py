@@ -1,30 +1,29 @@
 """mnemo's building blocks and architectures, every one a `LoggingModule` whose shapes can be traced.
 
 Shared blocks: `norms`, `positions`, `attention`, `mlp`, `layer` (the pre-norm residual block), `base`
-(batch/output types, embedding, head, init, loss). One file per architecture; `build_model(cfg)` picks the
-class by `cfg.arch`.
+(batch/output types, capabilities, embedding, heads, init, loss), `segments` (the segment loop of the
+segment-recurrent models). One file per architecture. The registry is `config.register`: each config class
+names its model class there, and `build_model(cfg)` builds the one of `cfg.arch`.
 """
 from __future__ import annotations
 
-from .base import IGNORE, Batch, LanguageModel, Output
-from .gpt import GPT
-from .rmt import RMT
-from .tracing import LoggingModule, log_io, trace
-from .transformer_xl import TransformerXL
+from config import MODEL_CONFIGS, model_class
 
-ARCHITECTURES: dict[str, type] = {
-    "gpt": GPT,
-    "transformer_xl": TransformerXL,
-    "rmt": RMT,
-}
+from .base import (CAPABILITIES, CAUSAL, CLASSIFIES, ENCODER_DECODER, IGNORE, STREAMS, Batch, LanguageModel,
+                   Output)
+from .tracing import LoggingModule, log_io, patch, scope, trace
 
 
 def build_model(cfg) -> LanguageModel:
     """The model of `cfg.arch`, initialised from the torch RNG (seed it first for reproducible weights)."""
-    if cfg.arch not in ARCHITECTURES:
-        raise ValueError(f"arch = {cfg.arch!r} has no model; valid: {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[cfg.arch](cfg)
+    return model_class(cfg.arch)(cfg)
 
 
-__all__ = ["ARCHITECTURES", "Batch", "IGNORE", "LanguageModel", "LoggingModule", "Output", "build_model",
-           "log_io", "trace"]
+def architectures() -> dict[str, type]:
+    """arch name -> model class, for every registered architecture (tests iterate over it)."""
+    return {arch: model_class(arch) for arch in MODEL_CONFIGS}
+
+
+__all__ = ["Batch", "CAPABILITIES", "CAUSAL", "CLASSIFIES", "ENCODER_DECODER", "IGNORE", "LanguageModel",
+           "LoggingModule", "Output", "STREAMS", "architectures", "build_model", "log_io", "patch", "scope",
+           "trace"]

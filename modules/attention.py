@@ -1,10 +1,13 @@
 """Multi-head attention with grouped-query heads, arbitrary boolean masks, additive biases and a KV cache.
 
-    q = x W_q,  k = kv W_k,  v = kv W_v          (kv = x for self-attention)
+    q = x W_q,  k = c W_k,  v = c W_v          (context c = x for self-attention)
+    q, k, v = split_heads(q, k, v)             (B, H, T, d)
+    q, k = rotate(q, k)                        (RoPE only)
     y = softmax(q k^T / sqrt(d) + bias, masked) v
     out = merge_heads(y) W_o
 
-The work is split into small traced steps (`project`, `attend`) so a trace reads like the equation.
+The work is split into small traced steps (`project`, `split_heads`, `rotate`, `attend`, `merge_heads`) so a
+trace reads like the equation; traced with `keep=True`, `attend` also keeps the attention pattern itself.
 Masks are boolean, True where a query may look. Scores go through `F.scaled_dot_product_attention`,
 which picks a fused kernel when it can. Grouped-query attention (Ainslie et al. 2023): `n_kv_head` key/value
 heads, each shared by n_head / n_kv_head query heads.
@@ -75,37 +78,79 @@ class Attention(LoggingModule):
                              f"d_model divisible by n_head and n_head by n_kv_head")
         self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, d_model // n_head
         self.dropout = dropout
-        self.q = nn.Linear(d_model, d_model, bias=bias)
-        self.kv = nn.Linear(d_model, 2 * n_kv_head * self.head_dim, bias=bias)
+        # W_q, W_k, W_v stacked in one matrix: self-attention projects with one multiply (fewer, larger
+        # operations: what bounds cached decoding on a CPU); cross-attention uses its row blocks apart
+        self.qkv = nn.Linear(d_model, d_model + 2 * n_kv_head * self.head_dim, bias=bias)
         self.proj = nn.Linear(d_model, d_model, bias=bias)
         self.proj.residual = True  # scaled at init (modules.base.init_weights)
 
     @log_io
-    def forward(self, x, kv=None, mask=None, causal: bool = False, rotary=None, bias=None,
-                cache: KVCache | None = None):
-        """x (B, T, C) queries; kv (B, S, C) keys/values source (default x); mask (T, S') or
-        (B, 1|H, T, S') bool; causal: the queries are the last T keys; rotary: a positions.Rotary;
-        bias (H, T, S') added to the scores; cache: keys/values of earlier steps, extended in place."""
-        q, k, v = self.project(x, x if kv is None else kv)
+    def forward(self, x, context=None, mask=None, causal: bool = False, rotary=None, bias=None,
+                cache: KVCache | None = None, fixed_kv=None):
+        """x (B, T, C) queries; context (B, S, C) the keys/values source (default x: self-attention); mask
+        (T, S') or (B, 1|H, T, S') bool; causal: the queries are the last T keys; rotary: a
+        positions.Rotary; bias (H, T, S') added to the scores; cache: keys/values of earlier steps, extended
+        in place; fixed_kv: keys and values projected once from a context that does not change (the encoder
+        output while decoding), used instead of projecting one."""
+        if fixed_kv is not None:
+            q, (k, v) = self.split_heads(self.project_query(x), self.n_head), fixed_kv
+        else:
+            q, k, v = self.project(x, context)
         if rotary is not None:
-            q, k = rotary.rotate(q, k)
+            q, k = self.rotate(q, k, rotary)
         if cache is not None:
             k, v = cache.extend(k, v)
         y = self.attend(q, k, v, mask, causal, bias)  # (B, H, T, d)
-        return self.proj(y.transpose(1, 2).flatten(2))  # (B, T, C)
+        return self.proj(self.merge_heads(y))          # (B, T, C)
 
     @log_io
-    def project(self, x, kv):
-        """q (B, H, T, d); k, v (B, H_kv, S, d)."""
-        B, T, _ = x.shape
-        q = self.q(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        k, v = self.kv(kv).view(B, kv.shape[1], 2, self.n_kv_head, self.head_dim).permute(2, 0, 3, 1, 4)
-        return q, k, v
+    def project(self, x, context=None):
+        """q (B, H, T, d); k, v (B, H_kv, S, d), from x alone (self-attention) or from the context."""
+        C = self.n_head * self.head_dim
+        if context is None:
+            q, kv = self.qkv(x).split([C, self.qkv.out_features - C], dim=-1)
+        else:
+            q, kv = self.project_query(x), self.project_context(context)
+        k, v = kv.chunk(2, dim=-1)
+        return self.split_heads(q, self.n_head), self.split_heads(k, self.n_kv_head), self.split_heads(v, self.n_kv_head)
+
+    def project_query(self, x):
+        """x (B, T, C) -> q (B, T, C), with the query rows of the stacked matrix."""
+        C = self.n_head * self.head_dim
+        return F.linear(x, self.qkv.weight[:C], None if self.qkv.bias is None else self.qkv.bias[:C])
+
+    def project_context(self, context):
+        """context (B, S, C) -> [k; v] (B, S, 2 H_kv d), with the key and value rows of the stacked matrix."""
+        C = self.n_head * self.head_dim
+        return F.linear(context, self.qkv.weight[C:], None if self.qkv.bias is None else self.qkv.bias[C:])
+
+    def fixed_context(self, context):
+        """Keys and values (B, H_kv, S, d) of a context that stays the same over many calls (cross-attention
+        to an encoder output), projected once; pass them back as `fixed_kv`."""
+        k, v = self.project_context(context).chunk(2, dim=-1)
+        return self.split_heads(k, self.n_kv_head), self.split_heads(v, self.n_kv_head)
+
+    @log_io
+    def split_heads(self, t, n_heads: int):
+        """(B, T, n_heads d) -> (B, n_heads, T, d)."""
+        return t.view(*t.shape[:2], n_heads, self.head_dim).transpose(1, 2)
+
+    @log_io
+    def merge_heads(self, y):
+        """(B, H, T, d) -> (B, T, H d): the heads side by side again."""
+        return y.transpose(1, 2).flatten(2)
+
+    @log_io
+    def rotate(self, q, k, rotary):
+        """RoPE: rotate each (x_i, x_{i+d/2}) pair of q and k by its position's angle."""
+        return rotary.rotate(q, k)
 
     @log_io
     def attend(self, q, k, v, mask=None, causal: bool = False, bias=None):
         """softmax(q k^T / sqrt(d) + bias) v over the allowed keys."""
         T, S = q.shape[2], k.shape[2]
+        if self._tracer is not None and self._tracer.keep:  # only while traced with keep=True
+            self._tracer.keep_tensor("pattern", self.weights(q, k, mask, causal, bias))
         if causal and mask is None and bias is None and T in (1, S):
             attn_mask, is_causal = None, T > 1  # the fused causal kernel; one newest query sees every key
         else:

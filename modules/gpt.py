@@ -2,7 +2,8 @@
 
     h = Embed(x) (+ absolute positions)
     h = Block_i(h) for i in 1..n_layer     (pre-norm, causal self-attention + MLP)
-    logits = Head(Norm(h))                 (head tied to the embedding by default)
+    h = Norm(h)                            (the body ends here: hidden states)
+    logits = Head(h)                       (LM head tied to the embedding by default, or a classifier)
 
 References: Radford et al. 2019 (GPT-2); Karpathy's nanoGPT (structure, init); templateGPT (options:
 RMS/Layer/Cosine norm, learned/sinusoidal/RoPE positions, GELU/SwiGLU). The streaming state is a KV
@@ -13,8 +14,8 @@ from __future__ import annotations
 import torch
 
 from .attention import KVCache
-from .base import LanguageModel, Output, unpack
-from .layer import add_decoder
+from .base import CAUSAL, CLASSIFIES, STREAMS, LanguageModel, Output, as_batch
+from .layer import decoder_parts
 from .tracing import log_io
 
 
@@ -29,17 +30,25 @@ class KVState:
 
 
 class GPT(LanguageModel):
+    capabilities = frozenset({CAUSAL, STREAMS, CLASSIFIES})
+
     def __init__(self, cfg):
         super().__init__(cfg)
-        add_decoder(self, cfg, max_len=cfg.block_size)
-        self.init_weights(cfg.n_layer)
+        self.embed, self.positions, self.drop, self.blocks, self.norm, self.head = decoder_parts(cfg, cfg.block_size)
+        self.init_weights(depth=cfg.n_layer)
 
-    def init_state(self, batch_size: int) -> KVState:
+    def init_state(self, batch_size: int, source=None) -> KVState:
         return KVState(self.cfg.n_layer)
 
     @log_io
-    def forward(self, batch, state: KVState | None = None) -> Output:
-        x, y = unpack(batch)                                   # (B, T)
+    def forward(self, batch, state: KVState | None = None, last_only: bool = False) -> Output:
+        batch = as_batch(batch)
+        return self.outputs(self.body(batch.x, state), batch, state, last_only)
+
+    @log_io
+    def body(self, x, state: KVState | None = None):
+        """x (B, T) ids -> hidden states (B, T, C), after the final norm; with a state, x continues what the
+        caches hold."""
         past = 0 if state is None else len(state)
         pos = torch.arange(past, past + x.shape[1], device=x.device)
         h = self.drop(self.positions.embed(self.embed(x), pos))  # (B, T, C)
@@ -47,5 +56,4 @@ class GPT(LanguageModel):
                                                  if past else pos)
         for i, block in enumerate(self.blocks):
             h = block(h, causal=True, cache=None if state is None else state.caches[i], **extras)
-        logits = self.head(self.norm(h))                       # (B, T, V)
-        return Output(logits, self.loss(logits, y), state)
+        return self.norm(h)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .attention import Attention, KVCache
-from .base import LMHead, TokenEmbedding
+from .base import TokenEmbedding, make_head
 from .mlp import MLP
 from .norms import make_norm
 from .positions import Positions
@@ -39,25 +39,29 @@ class Block(LoggingModule):
 
     @log_io
     def forward(self, x, mask=None, causal: bool = True, rotary=None, bias=None, cache: KVCache | None = None,
-                memory=None, enc=None, enc_mask=None):
+                memory=None, enc=None, enc_mask=None, enc_kv=None):
         """x (B, T, C). memory (B, M, C): earlier hidden states at this layer's input, attended to but not
-        updated (Transformer-XL). enc (B, S, C): encoder output for cross-attention."""
+        updated (Transformer-XL). enc (B, S, C): encoder output for cross-attention, enc_mask its key mask
+        (B, 1, 1, S); enc_kv: its keys and values already projected (`self.cross.fixed_context(enc)`), which
+        decoding computes once instead of at every token."""
         h = self.norm1(x)
-        kv = None if memory is None else self.norm1(torch.cat([memory, x], dim=1))  # (B, M+T, C)
-        x = x + self.drop(self.attn(h, kv, mask=mask, causal=causal, rotary=rotary, bias=bias, cache=cache))
-        if enc is not None:
-            x = x + self.drop(self.cross(self.norm_cross(x), enc, mask=enc_mask))
+        context = None if memory is None else self.norm1(torch.cat([memory, x], dim=1))  # (B, M+T, C)
+        x = x + self.drop(self.attn(h, context, mask=mask, causal=causal, rotary=rotary, bias=bias, cache=cache))
+        if enc is not None or enc_kv is not None:
+            x = x + self.drop(self.cross(self.norm_cross(x), enc, mask=enc_mask, fixed_kv=enc_kv))
         return x + self.mlp(self.norm2(x))  # (B, T, C)
 
 
-def add_decoder(model: nn.Module, cfg, max_len: int) -> None:
-    """Give `model` the parts every decoder-only architecture shares, under the same names in each (so
-    traces and state dicts read alike): `embed`, `positions` (covering `max_len` positions), `drop`, `blocks`
-    (cfg.n_layer pre-norm Blocks), the final `norm` and the `head` (tied to the embedding if
-    cfg.tie_weights). The architecture then adds what is its own and calls `init_weights`."""
-    model.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model)
-    model.positions = Positions(cfg.pos, cfg.d_model, cfg.n_head, max_len)
-    model.drop = nn.Dropout(cfg.dropout)
-    model.blocks = nn.ModuleList(Block.from_config(cfg) for _ in range(cfg.n_layer))
-    model.norm = make_norm(cfg.norm, cfg.d_model, cfg.bias)
-    model.head = LMHead(cfg.d_model, cfg.vocab_size, tied=model.embed if cfg.tie_weights else None)
+def stack(cfg, n_layer: int, cross: bool = False) -> nn.ModuleList:
+    """n_layer pre-norm Blocks of cfg's width, heads, norm and MLP (with cross-attention if `cross`)."""
+    return nn.ModuleList(Block.from_config(cfg, cross) for _ in range(n_layer))
+
+
+def decoder_parts(cfg, max_len: int) -> tuple:
+    """The parts every decoder-only architecture shares, for it to assign by name in its own `__init__`
+    (so traces and state dicts read alike): the token embedding, the positional scheme (covering `max_len`
+    positions), the embedding dropout, cfg.n_layer pre-norm Blocks, the final norm, and the head (the LM
+    head, tied to the embedding if cfg.tie_weights, or a classification head when cfg.n_classes >= 2)."""
+    embed = TokenEmbedding(cfg.vocab_size, cfg.d_model)
+    return (embed, Positions(cfg.pos, cfg.d_model, cfg.n_head, max_len), nn.Dropout(cfg.dropout),
+            stack(cfg, cfg.n_layer), make_norm(cfg.norm, cfg.d_model, cfg.bias), make_head(cfg, embed))

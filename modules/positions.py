@@ -142,4 +142,4 @@ def sinusoidal_table(n: int, dim: int) -> torch.Tensor:
 
 
 __all__ = ["LearnedPositions", "SinusoidalPositions", "RoPE", "Rotary", "RelativeBias", "Positions",
-           "sinusoidal_table", "math"]
+           "sinusoidal_table"]

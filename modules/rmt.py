@@ -3,7 +3,7 @@
     M_0 = a learned (n_mem, C) memory
     for each segment X_s of seg_len tokens (the last one may be shorter):
         H = Blocks([M_s; Embed(X_s); M_s], mask = read_write_mask)     read memory, segment, write memory
-        logits_s = Head(Norm(H[segment rows]))
+        logits_s = Head(Norm(H[segment rows]))                          (Head: LM head, or a classifier)
         M_{s+1} = H[write rows]                                         the last layer's output, carried on
 
 The mask lets read-memory rows see each other only; segment tokens see the read memory and their causal
@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import torch
 
-from .base import TokenEmbedding
-from .layer import add_decoder
+from torch import nn
+
+from .base import no_decay
+from .layer import decoder_parts
 from .segments import SegmentLM
 from .tracing import log_io
 
@@ -68,19 +70,22 @@ class RMTState:
 class RMT(SegmentLM):
     def __init__(self, cfg):
         super().__init__(cfg)
-        add_decoder(self, cfg, max_len=2 * cfg.n_mem + cfg.seg_len)
-        # M_0: a table of n_mem learned vectors, initialised and regularised like the token embedding
-        # (N(0, 0.02), every row drawn on its own, no weight decay)
-        self.init_memory = TokenEmbedding(cfg.n_mem, cfg.d_model)
-        self.init_weights(cfg.n_layer)
+        self.embed, self.positions, self.drop, self.blocks, self.norm, self.head = decoder_parts(
+            cfg, max_len=2 * cfg.n_mem + cfg.seg_len)
+        # M_0: n_mem learned vectors, each row drawn on its own like a token embedding's (N(0, 0.02)), and
+        # like one kept out of weight decay
+        self.init_memory = no_decay(nn.Parameter(torch.empty(cfg.n_mem, cfg.d_model)))
+        self.init_weights(depth=cfg.n_layer)
+        nn.init.normal_(self.init_memory, 0.0, 0.02)
 
-    def init_state(self, batch_size: int) -> RMTState:
-        memory = self.init_memory.weight[None].expand(batch_size, -1, -1)        # (B, m, C)
+    def init_state(self, batch_size: int, source=None) -> RMTState:
+        memory = self.init_memory[None].expand(batch_size, -1, -1)               # (B, m, C)
         return RMTState(memory, torch.zeros(batch_size, 0, dtype=torch.long, device=memory.device))
 
+    @log_io
     def step(self, ids, state: RMTState):
-        """ids (B, T): the next tokens of the current segment -> their logits (B, T, V). Runs the segment
-        so far; if it is now whole, hands its write memory to the next one."""
+        """ids (B, T): the next tokens of the current segment -> their hidden states (B, T, C). Runs the
+        segment so far; if it is now whole, hands its write memory to the next one."""
         tokens = torch.cat([state.tokens, ids], dim=1)          # (B, P+T)
         h, memory = self.segment(state.memory, tokens)
         if tokens.shape[1] == self.cfg.seg_len:
@@ -88,7 +93,7 @@ class RMT(SegmentLM):
             state.memory, state.tokens = self.hand_over(memory, state.segments), tokens[:, :0]
         else:
             state.tokens = tokens
-        return self.head(self.norm(h[:, -ids.shape[1]:]))       # (B, T, V)
+        return self.norm(h[:, -ids.shape[1]:])                  # (B, T, C)
 
     @log_io
     def segment(self, memory, ids):
@@ -117,6 +122,7 @@ class RMT(SegmentLM):
             return h[:, n_mem:h.shape[1] - n_mem], h[:, h.shape[1] - n_mem:]
         return h[:, n_mem:], h[:, :n_mem]
 
+    @log_io
     def hand_over(self, memory, segment: int):
         """The memory entering segment number `segment` (1-based count of completed segments), detached
         every bptt_depth + 1 segments so that gradients cross at most bptt_depth hand-overs."""

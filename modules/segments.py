@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import LanguageModel, Output, unpack
-from .tracing import log_io
+from .base import CAUSAL, CLASSIFIES, STREAMS, LanguageModel, Output, as_batch
+from .tracing import log_io, scope
 
 
 def segment_pieces(x, seg_len: int, filled: int = 0) -> list[torch.Tensor]:
@@ -22,22 +22,26 @@ def segment_pieces(x, seg_len: int, filled: int = 0) -> list[torch.Tensor]:
 
 
 class SegmentLM(LanguageModel):
-    """Base of the segment-recurrent models: subclasses define `init_state(batch_size)` (with a `filled`
-    property, the tokens of the current segment already seen) and `step(ids, state) -> logits`."""
+    """Base of the segment-recurrent models: subclasses define `init_state(batch_size)` (with `filled`, the
+    tokens of the current segment already seen, and `segments`, how many segments have completed) and
+    `step(ids, state) -> hidden states`."""
+    capabilities = frozenset({CAUSAL, STREAMS, CLASSIFIES})
 
     @property
     def max_context(self) -> None:
         return None  # any length: the state is bounded, not the input
 
     @log_io
-    def forward(self, batch, state=None) -> Output:
+    def forward(self, batch, state=None, last_only: bool = False) -> Output:
         """batch (B, L) ids of any length, cut into segments; `state` (streaming) is updated in place."""
-        x, y = unpack(batch)
-        s = self.init_state(x.shape[0]) if state is None else state
-        logits = torch.cat([self.step(piece, s) for piece in segment_pieces(x, self.cfg.seg_len, s.filled)],
-                           dim=1)                               # (B, L, V)
-        return Output(logits, self.loss(logits, y), state)
+        batch = as_batch(batch)
+        s = self.init_state(batch.size) if state is None else state
+        hidden = []
+        for piece in segment_pieces(batch.x, self.cfg.seg_len, s.filled):
+            with scope(f"segment.{s.segments}"):               # traces name each segment's calls
+                hidden.append(self.step(piece, s))
+        return self.outputs(torch.cat(hidden, dim=1), batch, state, last_only)  # hidden (B, L, C)
 
     def step(self, ids, state):
-        """ids (B, T), the next tokens, none past the end of the current segment -> logits (B, T, V)."""
+        """ids (B, T), the next tokens, none past the end of the current segment -> hidden states (B, T, C)."""
         raise NotImplementedError

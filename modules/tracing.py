@@ -11,7 +11,10 @@ each decorated call of the selected modules becomes an `Event` (module path, cla
 argument by name with its shape and dtype, the outputs likewise, nested calls as children). `print(t)`
 renders them as stable indented text (nbval compares it); in a notebook `t.show()` renders the same
 tree as collapsible HTML. With `keep=True` the tensors themselves are kept, under TransformerLens-like
-names (`t.cache["blocks.0.attn.forward.out"]`). Statistics (min/max/mean) are opt-in: they force a sync.
+names (`t.cache["blocks.0.attn.forward.out"]`), attention patterns included (`...attn.attend.pattern`).
+A computation repeated in a loop names its calls with `scope` (`segment.2.blocks.0.attn.forward.out`).
+Statistics (min/max/mean) are opt-in: they force a sync. `patch(model, {name: hook})` replaces a named
+activation during a forward pass (to ablate, say, RMT's memory) without monkeypatching.
 """
 from __future__ import annotations
 
@@ -30,6 +33,26 @@ from torch import nn
 class LoggingModule(nn.Module):
     """An `nn.Module` whose `@log_io` methods can be traced."""
     _tracer = None  # the active Trace, set on the instance by `trace` only while it is traced
+
+
+_ACTIVE: list = []  # the Traces whose `with` block is running
+
+
+@contextlib.contextmanager
+def scope(label: str):
+    """Name the calls made inside the block for every active trace (`with scope(f"segment.{s}"):`), so a
+    computation repeated in a loop gets stable names (segment 3, layer 2) rather than call counts. Free when
+    nothing is traced."""
+    if not _ACTIVE:
+        yield
+        return
+    for t in _ACTIVE:
+        t.scopes.append(label)
+    try:
+        yield
+    finally:
+        for t in _ACTIVE:
+            t.scopes.pop()
 
 
 def log_io(fn):
@@ -66,13 +89,15 @@ class Event:
     path: str                     # module path inside the traced model, "" for the root
     module: str                   # class name
     fn: str                       # method name
+    scope: str = ""               # where in a repeated computation the call happened ("segment.2")
     inputs: list = field(default_factory=list)     # [(name, description)]
     outputs: list = field(default_factory=list)    # [(name, description)]
     children: list = field(default_factory=list)   # nested Events
 
     @property
     def name(self) -> str:
-        return f"{self.path}.{self.fn}" if self.path else self.fn
+        """Stable, hierarchical: `[scope.]path.fn`, e.g. `segment.2.blocks.0.attn.attend`."""
+        return ".".join(p for p in (self.scope, self.path, self.fn) if p)
 
     def walk(self):
         yield self
@@ -89,11 +114,16 @@ class Trace:
         self.cache: dict[str, torch.Tensor] = {}
         self._stack: list[Event] = []
         self._paths: dict[int, str] = {}
+        self.scopes: list[str] = []
+
+    @property
+    def scope(self) -> str:
+        return ".".join(self.scopes)
 
     # --- recording ----------------------------------------------------------------------------
     def record(self, module, fn, signature, args, kwargs):
         bound = signature.bind(module, *args, **kwargs)
-        event = Event(self._paths[id(module)], type(module).__name__, fn.__name__)
+        event = Event(self._paths[id(module)], type(module).__name__, fn.__name__, self.scope)
         for name, value in list(bound.arguments.items())[1:]:  # skip self
             if value is None:
                 continue  # an argument left at None says nothing about shapes
@@ -107,10 +137,16 @@ class Trace:
         event.outputs.extend(self._describe("out", out, event))
         return out
 
+    def keep_tensor(self, name: str, value: torch.Tensor) -> None:
+        """Record an extra output of the call in progress (an attention pattern that the fused kernel never
+        forms); kept in the cache like any other tensor."""
+        event = self._stack[-1]
+        event.outputs.extend(self._describe(name, value, event))
+
     def _describe(self, name, value, event) -> list[tuple[str, str]]:
         """Flatten a value into (label, description) pairs; tensors get shape and dtype."""
         if isinstance(value, torch.Tensor):
-            if self.keep:  # a module called again in one trace gets keys ending #2, #3, ...
+            if self.keep:  # a call repeated in the same scope (no scope says which) gets #2, #3, ...
                 key, n = f"{event.name}.{name}", 2
                 while key in self.cache:
                     key, n = f"{event.name}.{name}#{n}", n + 1
@@ -139,13 +175,14 @@ class Trace:
         """Indented text: `<` marks an input, `>` an output; nested calls are indented."""
         lines = []
 
-        def emit(e: Event, indent: int):
+        def emit(e: Event, indent: int, outer_scope: str = ""):
             pad = "  " * indent
             where = f"{e.path}: " if e.path else ""
-            lines.append(f"{pad}{where}{e.module}.{e.fn}")
+            at = f"[{e.scope}] " if e.scope != outer_scope else ""  # where a scope begins
+            lines.append(f"{pad}{at}{where}{e.module}.{e.fn}")
             lines.extend(f"{pad}  < {n}: {d}" for n, d in e.inputs)
             for c in e.children:
-                emit(c, indent + 1)
+                emit(c, indent + 1, e.scope)
             lines.extend(f"{pad}  > {n}: {d}" for n, d in e.outputs)
 
         for r in self.roots:
@@ -230,12 +267,61 @@ def trace(model: nn.Module, depth: int | None = None, only=None, stats: bool = F
         m.__dict__["_tracer"] = t
         for meth, fn, signature in methods:
             m.__dict__[meth] = _recorder(t, m, fn, signature)
+    _ACTIVE.append(t)
     try:
         yield t
     finally:
+        _ACTIVE.remove(t)
         for m, before, keys in saved:
             for k in keys:
                 if k in before:
                     m.__dict__[k] = before[k]
                 else:
                     m.__dict__.pop(k, None)
+
+
+def _method_modules(model: nn.Module, name: str):
+    """(module, method) pairs that `name` selects: `path.fn` with glob patterns, e.g. `hand_over`,
+    `blocks.1.attn.forward`, `blocks.*.mlp.forward`."""
+    hits = []
+    for path, m in model.named_modules():
+        if isinstance(m, LoggingModule):
+            for meth, _, _ in traced_methods(type(m)):
+                if fnmatchcase(f"{path}.{meth}" if path else meth, name):
+                    hits.append((m, meth))
+    return hits
+
+
+@contextlib.contextmanager
+def patch(model: nn.Module, hooks: dict):
+    """Activation patching: inside the block, the output of each named `@log_io` call is replaced by
+    `hook(output)` (the idea of TransformerLens's `run_with_hooks`). Names are `path.fn` with glob patterns:
+
+        with patch(rmt, {"hand_over": torch.zeros_like}):   # the memory handed on is zeroed
+            out = rmt(x)
+
+    Composes with `trace` (a traced call records the patched output). Unknown names are refused."""
+    installed = []
+    try:
+        for name, hook in hooks.items():
+            hits = _method_modules(model, name)
+            if not hits:
+                known = sorted({f"{p}.{meth}" if p else meth for p, m in model.named_modules()
+                                if isinstance(m, LoggingModule) for meth, _, _ in traced_methods(type(m))})
+                raise ValueError(f"patch: {name!r} names no traced call; e.g. {known[:8]}")
+            for m, meth in hits:
+                inner = m.__dict__.get(meth, None)
+                installed.append((m, meth, inner))
+                call = inner if inner is not None else getattr(type(m), meth).__get__(m)
+                m.__dict__[meth] = functools.partial(_patched, call, hook)
+        yield model
+    finally:
+        for m, meth, inner in reversed(installed):
+            if inner is None:
+                m.__dict__.pop(meth, None)
+            else:
+                m.__dict__[meth] = inner
+
+
+def _patched(call, hook, *args, **kwargs):
+    return hook(call(*args, **kwargs))

@@ -3,7 +3,7 @@
     for each segment X of seg_len tokens (the last one may be shorter):
         h_0 = Embed(X)
         h_l = Block_l(h_{l-1}, memory = SG(m_{l-1}))   keys/values over [memory; segment], causal in the segment
-        logits = Head(Norm(h_L))
+        logits = Head(Norm(h_L))                       (Head: the LM head, or a classifier)
         m_{l-1} = SG([m_{l-1}; h_{l-1}])[-mem_len:]     each layer keeps its last mem_len inputs
 
 SG is stop-gradient: no gradient ever flows into the memory (XL's truncated BPTT is fixed at depth 0, so it
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from .layer import add_decoder
+from .layer import decoder_parts
 from .segments import SegmentLM
 from .tracing import log_io
 
@@ -37,7 +37,7 @@ class XLState:
     inputs in the current segment so far (empty after every whole segment)."""
 
     def __init__(self, memory: list[torch.Tensor], partial: list[torch.Tensor]):
-        self.memory, self.partial = memory, partial
+        self.memory, self.partial, self.segments = memory, partial, 0
 
     @property
     def filled(self) -> int:
@@ -55,21 +55,24 @@ class XLState:
             rolled = [torch.cat([m, p], dim=1) for m, p in zip(self.memory, self.partial)]
             self.memory = [r[:, r.shape[1] - min(mem_len, r.shape[1]):].detach() for r in rolled]
             self.partial = [p[:, :0] for p in self.partial]
+            self.segments += 1
 
 
 class TransformerXL(SegmentLM):
     def __init__(self, cfg):
         super().__init__(cfg)
-        add_decoder(self, cfg, max_len=cfg.mem_len + cfg.seg_len)
-        self.init_weights(cfg.n_layer)
+        self.embed, self.positions, self.drop, self.blocks, self.norm, self.head = decoder_parts(
+            cfg, max_len=cfg.mem_len + cfg.seg_len)
+        self.init_weights(depth=cfg.n_layer)
 
-    def init_state(self, batch_size: int) -> XLState:
+    def init_state(self, batch_size: int, source=None) -> XLState:
         empty = self.embed.weight.new_zeros(batch_size, 0, self.cfg.d_model)
         return XLState([empty] * self.cfg.n_layer, [empty] * self.cfg.n_layer)
 
     @log_io
     def step(self, ids, state: XLState):
-        """ids (B, T): tokens of one segment (or the next part of it) -> logits (B, T, V); rolls the state."""
+        """ids (B, T): tokens of one segment (or the next part of it) -> hidden states (B, T, C); rolls the
+        state."""
         past = state.context(0).shape[1]                        # M + P
         q_pos = torch.arange(past, past + ids.shape[1], device=ids.device)
         k_pos = torch.arange(past + ids.shape[1], device=ids.device)
@@ -79,5 +82,12 @@ class TransformerXL(SegmentLM):
         for i, block in enumerate(self.blocks):
             inputs.append(h)
             h = block(h, causal=True, memory=state.context(i), **extras)  # (B, T, C)
+        self.update_memory(state, inputs)
+        return self.norm(h)
+
+    @log_io
+    def update_memory(self, state: XLState, inputs: list):
+        """m_{l-1} = SG([m_{l-1}; h_{l-1}])[-mem_len:] once the segment is whole: each layer's inputs join
+        its memory, detached, keeping the last mem_len. Returns the memory (B, M, C) per layer."""
         state.advance(inputs, self.cfg.seg_len, self.cfg.mem_len)
-        return self.head(self.norm(h))                          # (B, T, V)
+        return state.memory

@@ -1,9 +1,9 @@
 """The RMT paper's Figure 4 at CPU scale: Transformer, Transformer-XL and RMT on copy, reverse and retrieval
 split into several segments, at equal memory size, plus the memory-at-start ablation.
 
-    python benchmarks/rmt_figure4.py                 # every run, one after the other, one thread
-    python benchmarks/rmt_figure4.py --only rmt-copy-6x4 xl-copy-6x4
-    python benchmarks/rmt_figure4.py --evaluate      # no training: evaluate the shipped run folders
+    python experiments/rmt_figure4.py                 # every run, one after the other, one thread
+    python experiments/rmt_figure4.py --only rmt-copy-6x4 xl-copy-6x4
+    python experiments/rmt_figure4.py --evaluate      # no training: evaluate the shipped run folders
 
 Each run trains through `train.Trainer` (so its folder is a normal run folder: configs, weights, log.csv
 with val_acc and val_exact, README) and is written to trained/<name>. The table printed at the end is the
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 import tools  # noqa: E402
 from config import TrainConfig, model_config  # noqa: E402
-from data import make_task, task_accuracy  # noqa: E402
+from data import make_task  # noqa: E402
 from train import train  # noqa: E402
 
 MODEL = dict(n_layer=2, d_model=64, n_head=4, pos="rope")
@@ -64,7 +64,9 @@ PAPER = {"copy": {"tf": 0.10, "xl": 0.54, "rmt": 1.00, "rmt-start": 0.10},
 
 
 @dataclass
-class Run:
+class Experiment:
+    """One row of the figure: a model of MODELS on a task cut into segments (not a run folder: `folder` is
+    where its run goes)."""
     model: str                  # a key of MODELS
     task: str
     shape: str                  # "<segments>x<seg_len>"
@@ -94,23 +96,22 @@ class Run:
         return out_root / (self.name if seed == SEED else f"{self.name}-seed{seed}")
 
 
-RUNS = ([Run(m, "copy", "6x4", {"task_len": 8}) for m in MODELS]                 # 8 + sep + 16 -> 24 inputs
-        + [Run(m, "reverse", "4x4", {"task_len": 8}) for m in ("tf", "xl", "rmt")]  # 8 + sep + 8 -> 16 inputs
+EXPERIMENTS = ([Experiment(m, "copy", "6x4", {"task_len": 8}) for m in MODELS]                 # 8 + sep + 16 -> 24 inputs
+        + [Experiment(m, "reverse", "4x4", {"task_len": 8}) for m in ("tf", "xl", "rmt")]  # 8 + sep + 8 -> 16 inputs
         # 4 pairs ? q sep v -> 11 inputs; one answer token an example, so 4x the batch and 3x the steps
-        + [Run(m, "retrieval", "4x3", {"n_keys": 4, "batch_size": 128}, 3 * STEPS) for m in ("tf", "xl", "rmt")])
+        + [Experiment(m, "retrieval", "4x3", {"n_keys": 4, "batch_size": 128}, 3 * STEPS)
+           for m in ("tf", "xl", "rmt")])
 
 
-def evaluation_set(tcfg: TrainConfig):
-    """The fixed validation examples every model of a task is scored on."""
-    task = make_task(tcfg.task, tcfg.task_len, tcfg.task_vocab, tcfg.n_keys)
-    return task.val_batches(EVAL_BATCHES, EVAL_BATCH_SIZE, EVAL_SEED)
-
-
-def evaluate_run(folder: Path) -> dict:
-    """Accuracy on the fixed evaluation set, the run's length and time, and the first logged step at which
-    its validation accuracy reached SOLVED (None if never)."""
+def score_folder(folder: Path) -> dict:
+    """Accuracy on the fixed evaluation set (EVAL_SEED; every model of a task sees the same examples), the
+    run's length and time, and the first logged step at which its validation accuracy reached SOLVED (None if
+    never)."""
     model, cfgs, _ = tools.load_run(folder)
-    acc, exact = task_accuracy(model, evaluation_set(cfgs["train"]))
+    t = cfgs["train"]
+    task = make_task(t.task, t.task_len, t.task_vocab, t.n_keys)
+    scores = task.score(model, task.val_batches(EVAL_BATCHES, EVAL_BATCH_SIZE, EVAL_SEED))
+    acc, exact = scores["val_acc"], scores["val_exact"]
     log = tools.read_log(folder / "log.csv")
     reached = next((int(r["step"]) for r in log if r["val_acc"] >= SOLVED), None)
     return {"acc": acc, "exact": exact, "steps": int(log[-1]["step"]), "train_s": log[-1]["elapsed_s"],
@@ -119,26 +120,26 @@ def evaluate_run(folder: Path) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", nargs="*", help=f"run names (default: all): {[r.name for r in RUNS]}")
+    p.add_argument("--only", nargs="*", help=f"run names (default: all): {[r.name for r in EXPERIMENTS]}")
     p.add_argument("--evaluate", action="store_true", help="do not train; evaluate the existing run folders")
     p.add_argument("--out", default="trained", help="where the run folders go, relative to the repo (default: "
                                                     "trained)")
     p.add_argument("--seeds", type=int, nargs="+", default=[SEED],
                    help=f"training seeds; a seed other than {SEED} adds -seed<N> to the folder name")
     a = p.parse_args(argv)
-    unknown = sorted(set(a.only or []) - {r.name for r in RUNS})
+    unknown = sorted(set(a.only or []) - {r.name for r in EXPERIMENTS})
     if unknown:
-        p.error(f"unknown run(s) {unknown}; valid: {[r.name for r in RUNS]}")
+        p.error(f"unknown run(s) {unknown}; valid: {[r.name for r in EXPERIMENTS]}")
     tools.set_threads(1)
     os.chdir(ROOT)                                          # run folders' READMEs name them relative to the repo
     out_root = Path(a.out)
     print(f"{'run':32} {'acc':>6} {'exact':>6} {'steps':>6} {'train_s':>8}  reached {SOLVED} at step")
-    for run in [r for r in RUNS if not a.only or r.name in a.only]:
+    for run in [r for r in EXPERIMENTS if not a.only or r.name in a.only]:
         for seed in a.seeds:
             folder = run.folder(out_root, seed)
             if not a.evaluate:
                 train(*run.configs(seed), folder, progress=False, verbose=False)
-            r = evaluate_run(folder)
+            r = score_folder(folder)
             print(f"{folder.name:32} {r['acc']:6.3f} {r['exact']:6.3f} {r['steps']:6d} {r['train_s']:8.1f}  "
                   f"{r['reached'] or '-'}", flush=True)
     return 0
