@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import html
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
@@ -156,10 +157,10 @@ class Trace:
             return [d for i, v in enumerate(value) for d in self._describe(f"{name}[{i}]", v, event)]
         if hasattr(value, "_fields"):  # namedtuple
             return [d for k in value._fields for d in self._describe(f"{name}.{k}", getattr(value, k), event)]
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             return [d for k, v in value.items() for d in self._describe(f"{name}.{k}", v, event)]
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return [d for f in dataclasses.fields(value)
+            return [d for f in dataclasses.fields(value) if getattr(value, f.name) is not None
                     for d in self._describe(f"{name}.{f.name}", getattr(value, f.name), event)]
         if value is None or isinstance(value, (bool, int, float, str)):
             return [(name, repr(value))]

@@ -193,9 +193,9 @@ def reference_attention(attn, x, kv=None, allowed=None, bias=None):
     B, T, C = x.shape
     S = kv.shape[1]
     H, Hkv, d = attn.n_head, attn.n_kv_head, attn.head_dim
-    Wk, Wv = attn.kv.weight.split(Hkv * d)
-    bk, bv = attn.kv.bias.split(Hkv * d) if attn.kv.bias is not None else (0, 0)
-    q = (x @ attn.q.weight.T + (attn.q.bias if attn.q.bias is not None else 0)).view(B, T, H, d)
+    Wq, Wk, Wv = attn.qkv.weight.split([H * d, Hkv * d, Hkv * d])  # the stacked W_q, W_k, W_v
+    bq, bk, bv = attn.qkv.bias.split([H * d, Hkv * d, Hkv * d]) if attn.qkv.bias is not None else (0, 0, 0)
+    q = (x @ Wq.T + bq).view(B, T, H, d)
     k = (kv @ Wk.T + bk).view(B, S, Hkv, d)
     v = (kv @ Wv.T + bv).view(B, S, Hkv, d)
     heads = []
@@ -285,16 +285,15 @@ def test_grouped_query_attention_equals_repeated_kv_heads(Hkv):
     # the same computation as plain multi-head attention whose k/v heads are copies
     full = Attention(C, H, H, bias=True).double().eval()
     with torch.no_grad():
-        for name in ("q", "proj"):
-            getattr(full, name).load_state_dict(getattr(g, name).state_dict())
-        Wk, Wv = g.kv.weight.split(Hkv * d)
-        bk, bv = g.kv.bias.split(Hkv * d)
+        full.proj.load_state_dict(g.proj.state_dict())
+        Wq, Wk, Wv = g.qkv.weight.split([H * d, Hkv * d, Hkv * d])
+        bq, bk, bv = g.qkv.bias.split([H * d, Hkv * d, Hkv * d])
         rep = H // Hkv
-        full.kv.weight.copy_(torch.cat([W.view(Hkv, d, C).repeat_interleave(rep, 0).reshape(H * d, C)
-                                        for W in (Wk, Wv)]))
-        full.kv.bias.copy_(torch.cat([b.view(Hkv, d).repeat_interleave(rep, 0).flatten() for b in (bk, bv)]))
+        full.qkv.weight.copy_(torch.cat([Wq] + [W.view(Hkv, d, C).repeat_interleave(rep, 0).reshape(H * d, C)
+                                                for W in (Wk, Wv)]))
+        full.qkv.bias.copy_(torch.cat([bq] + [b.view(Hkv, d).repeat_interleave(rep, 0).flatten() for b in (bk, bv)]))
     torch.testing.assert_close(g(x, causal=True), full(x, causal=True))
-    assert g.kv.weight.shape[0] == 2 * Hkv * d  # fewer key/value parameters
+    assert g.qkv.weight.shape[0] == C + 2 * Hkv * d  # fewer key/value parameters
 
 
 @pytest.mark.parametrize("Hkv", [4, 2])
@@ -458,7 +457,7 @@ def test_init_std_of_residual_projections_is_scaled_by_depth():
     residual = torch.cat([w.flatten() for n, w in m.named_parameters()
                           if n.endswith("attn.proj.weight") or n.endswith("mlp.down.weight")])
     other = torch.cat([w.flatten() for n, w in m.named_parameters()
-                       if n.endswith(("attn.q.weight", "attn.kv.weight", "mlp.up.weight"))])
+                       if n.endswith(("attn.qkv.weight", "mlp.up.weight"))])
     biases = torch.cat([w.flatten() for n, w in m.named_parameters() if n.endswith(".bias") and "norm" not in n])
     want = 0.02 / math.sqrt(2 * n_layer)
     assert residual.std().item() == pytest.approx(want, rel=0.05)

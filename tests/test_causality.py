@@ -1,9 +1,11 @@
 """Causality, the property every decoder must have (shared/DESIGN.md 3.2): changing token p never changes a
-logit before p, for every architecture in `modules.ARCHITECTURES` and every option, with and without the
-streaming state (KV cache, memory), with dropout in eval mode and (same seed) in train mode.
+logit before p, for every registered architecture that declares itself `causal` and every option, with and
+without the streaming state (KV cache, memory) for those that declare `streams`, with dropout in eval mode
+and (same seed) in train mode.
 
-New architectures are picked up automatically: each is built through `config.model_config(arch, ...)` with
-small shared sizes (and short segments / memories when its config has those fields)."""
+New architectures are picked up automatically from the registry: each is built through
+`config.model_config(arch, ...)` with small shared sizes (and short segments / memories when its config has
+those fields), and its declared capabilities say which tests apply — never its name."""
 import dataclasses
 import itertools
 
@@ -92,7 +94,13 @@ def pos_choices(arch):
     return f.metadata.get("choices") or (f.default,)
 
 
-ARCH_POS = [(a, p) for a in sorted(modules.ARCHITECTURES) for p in pos_choices(a)]
+def archs(capability):
+    """Registered architectures that declare `capability`."""
+    return sorted(a for a, cls in modules.architectures().items() if capability in cls.capabilities)
+
+
+CAUSAL_ARCHS, STREAMING_ARCHS = archs(modules.CAUSAL), archs(modules.STREAMS)
+ARCH_POS = [(a, p) for a in CAUSAL_ARCHS for p in pos_choices(a)]
 
 
 @pytest.mark.parametrize("arch, pos", ARCH_POS, ids=[f"{a}-{p}" for a, p in ARCH_POS])
@@ -102,7 +110,7 @@ def test_every_architecture_is_causal(arch, pos):
     check_causal(m, tokens(seed=1), positions=(3, 11))
 
 
-@pytest.mark.parametrize("arch", sorted(modules.ARCHITECTURES))
+@pytest.mark.parametrize("arch", CAUSAL_ARCHS)
 def test_every_architecture_is_causal_with_dropout(arch):
     m = make(arch, dropout=0.3)
     x = tokens()
@@ -115,7 +123,7 @@ def test_every_architecture_is_causal_with_dropout(arch):
     assert not torch.equal(a, m(x).logits)  # ...and dropout really is on in train mode
 
 
-@pytest.mark.parametrize("arch", sorted(modules.ARCHITECTURES))
+@pytest.mark.parametrize("arch", CAUSAL_ARCHS)
 def test_every_architecture_keeps_the_rows_of_a_batch_apart(arch):
     m = make(arch)
     x = tokens()
@@ -125,12 +133,18 @@ def test_every_architecture_keeps_the_rows_of_a_batch_apart(arch):
     assert not torch.equal(out[0], base[0])
 
 
-@pytest.mark.parametrize("arch", sorted(modules.ARCHITECTURES))
-def test_every_architecture_streams_in_chunks_like_the_full_forward(arch):
+@pytest.mark.parametrize("arch", STREAMING_ARCHS)
+def test_every_streaming_architecture_streams_in_chunks_like_the_full_forward(arch):
     m = make(arch)
-    if m.init_state(B) is None:
-        pytest.skip(f"{arch} carries no streaming state (init_state returns None)")
+    assert m.init_state(B) is not None, f"{arch} declares 'streams' but init_state gives no state"
     check_streaming(m, tokens())
+
+
+def test_the_registry_lists_every_architecture_with_declared_capabilities():
+    found = modules.architectures()
+    assert {"gpt", "transformer_xl", "rmt"} <= set(found)
+    for arch, cls in found.items():
+        assert cls.capabilities and set(cls.capabilities) <= set(modules.CAPABILITIES), arch
 
 
 def check_streaming(m, x):
@@ -161,8 +175,8 @@ def test_a_leaking_model_is_caught(monkeypatch):
     m = make("gpt", pos="rope")
     forward = Attention.forward
 
-    def leaky(self, x, kv=None, mask=None, causal=False, **kw):
-        return forward(self, x, kv, mask=mask, causal=False, **kw)
+    def leaky(self, x, context=None, mask=None, causal=False, **kw):
+        return forward(self, x, context, mask=mask, causal=False, **kw)
 
     monkeypatch.setattr(Attention, "forward", leaky)
     with pytest.raises(AssertionError, match="leaked"):

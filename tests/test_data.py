@@ -18,7 +18,16 @@ from torch import nn
 
 import data
 from data import (IGNORE, Copy, Corpus, DownloadError, Remote, builtin_text, download, greedy_answers, load_text,
-                  make_task, task_accuracy)
+                  make_task)
+
+
+def task_accuracy(model, batches, task=None):
+    """(per-token, whole-answer) greedy accuracy through the task's own scorer."""
+    s = (task or make_task("copy")).score(model, batches)
+    return s["val_acc"], s["val_exact"]
+
+
+ANSWER_TASKS = sorted(n for n, cls in data.TASKS.items() if make_task(n).n_classes == 0)
 from tokenizers import CharTokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -312,7 +321,17 @@ def test_task_errors():
 Out = namedtuple("Out", "logits loss state")
 
 
-class StandIn(nn.Module):
+class Recomputed(nn.Module):
+    """The part of the model contract that greedy decoding uses, for a stand-in that carries no state."""
+
+    def init_state(self, batch_size, source=None):
+        return None
+
+    def next_logits(self, ids, state=None):
+        return self(ids).logits[:, -1]
+
+
+class StandIn(Recomputed):
     """A 'model' whose next-token choice is a rule on the ids it sees (only the last position matters)."""
 
     def __init__(self, rule, vocab):
@@ -377,7 +396,7 @@ def test_task_accuracy_restores_training_mode():
     assert not m.training
 
 
-class Lookup(nn.Module):
+class Lookup(Recomputed):
     """Knows the answer of every example it was shown: a perfect model of any task, for scoring."""
 
     def __init__(self, batches, vocab):
@@ -394,7 +413,7 @@ class Lookup(nn.Module):
         return Out(logits, None, None)
 
 
-@pytest.mark.parametrize("name", sorted(data.TASKS))
+@pytest.mark.parametrize("name", ANSWER_TASKS)
 def test_every_task_batches_consistently(name):
     """Whatever the task: seeded, fixed lengths, `prompt <sep> answer` with the loss on the answer only, and
     every symbol inside the task's alphabet (no <unk>, no special token in a prompt or an answer)."""
@@ -415,7 +434,7 @@ def test_every_task_batches_consistently(name):
     assert len(set(map(tuple, b1.x[:, :P].tolist()))) > 32  # examples vary
 
 
-@pytest.mark.parametrize("name", sorted(data.TASKS))
+@pytest.mark.parametrize("name", ANSWER_TASKS)
 def test_every_task_scores_a_perfect_model_1_and_a_hopeless_one_0(name):
     task = make_task(name)
     batches = task.val_batches(2, 16, seed=0)

@@ -10,7 +10,7 @@ import data
 import inference
 from config import TrainConfig, model_config
 from inference import beam_search, filter_logits, generate, generate_ids, next_token
-from modules import build_model
+from modules import CAUSAL, build_model
 from modules.base import Output
 from tokenizers import CharTokenizer
 
@@ -78,16 +78,24 @@ def test_a_prompt_longer_than_the_window(pos="learned"):
     assert torch.equal(generate_ids(m, ids, 1, temperature=0)[:, -1], first)
 
 
-class SumModel(nn.Module):
+class StandIn(nn.Module):
+    """The part of the model contract that generation uses, for hand-written stand-ins without a state."""
+    capabilities = frozenset({CAUSAL})
+
+    def init_state(self, batch_size, source=None):
+        return None
+
+    def next_logits(self, ids, state=None):
+        return self(ids, state).logits[:, -1]
+
+
+class SumModel(StandIn):
     """Next token = (sum of every id it was given) mod V: the answer needs the whole context. It carries no
     streaming state (init_state returns None), like any model that does not stream."""
 
     def __init__(self, window):
         super().__init__()
         self.max_context = window
-
-    def init_state(self, batch_size):
-        return None
 
     def forward(self, x, state=None):
         nxt = x.sum(1) % V
@@ -179,7 +187,7 @@ def test_sampling_with_a_seed_is_reproducible():
         generate(m, TOK, "abc", max_new_tokens=20, temperature=0)
 
 
-class Bigram(nn.Module):
+class Bigram(StandIn):
     """Deterministic next token from the last token: a -> b -> <eos> -> c -> a."""
     max_context = None
 
@@ -190,9 +198,6 @@ class Bigram(nn.Module):
         for x, y in [(a, b), (b, TOK.eos_id), (TOK.eos_id, c), (c, a)]:
             self.table[x, y] = 10.0
         self.calls = 0
-
-    def init_state(self, batch_size):
-        return None
 
     def forward(self, x, state=None):
         self.calls += 1

@@ -101,7 +101,7 @@ def test_what_crosses_segments(fields, carried):
 
 
 def test_initial_memory_rows_are_distinct():
-    w = make(n_mem=4).init_memory.weight
+    w = make(n_mem=4).init_memory
     assert w.shape == (4, 32)
     assert torch.cdist(w, w).add(torch.eye(4)).min() > 0.05
 
@@ -121,7 +121,7 @@ def test_bptt_depth_truncates_gradients_to_the_initial_memory(depth):
     for s in range(5):
         model.zero_grad(set_to_none=True)
         model(loss_on_segment(x, s)).loss.backward()
-        grad = model.init_memory.weight.grad
+        grad = model.init_memory.grad
         reached = grad is not None and grad.abs().sum() > 0
         assert reached == (depth == -1 or s <= depth), (depth, s)
 

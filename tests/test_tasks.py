@@ -1,14 +1,15 @@
 """Tests of the synthetic tasks (data.py): seeded and deterministic, answers right (quadratic equations
 checked by substitution), the decoder-only layout, and every architecture able to run every task."""
+import dataclasses
 import re
 
 import numpy as np
 import pytest
 import torch
 
-from config import model_config
-from data import TASKS, QuadraticEquations, greedy_answers, make_task
-from modules import ARCHITECTURES, build_model
+from config import MODEL_CONFIGS, model_config
+from data import DECODER, ENCODER_DECODER, TASKS, QuadraticEquations, greedy_answers, layout_of, make_task
+from modules import architectures, build_model
 from modules.base import IGNORE
 
 
@@ -16,17 +17,53 @@ def decode_rows(task, rows):
     return [task.tokenizer.decode(r.tolist()) for r in rows]
 
 
+ANSWER_TASKS = sorted(n for n in TASKS if make_task(n).n_classes == 0)
+
+
 @pytest.mark.parametrize("name", sorted(TASKS))
-def test_deterministic_per_seed(name):
+@pytest.mark.parametrize("layout", [DECODER, ENCODER_DECODER])
+def test_deterministic_per_seed(name, layout):
     task = make_task(name)
-    a = task.examples(16, np.random.default_rng(7))
-    b = task.examples(16, np.random.default_rng(7))
-    c = task.examples(16, np.random.default_rng(8))
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert not np.array_equal(a[0], c[0])
+    a, b, c = (task.batch(16, np.random.default_rng(seed), layout) for seed in (7, 7, 8))
+    fields = [f for f in ("x", "y", "mask", "src", "src_mask", "labels") if getattr(a, f) is not None]
+    assert all(torch.equal(getattr(a, f), getattr(b, f)) for f in fields)
+    assert not all(torch.equal(getattr(a, f), getattr(c, f)) for f in fields)
 
 
-@pytest.mark.parametrize("name", sorted(TASKS))
+@pytest.mark.parametrize("name", ANSWER_TASKS)
+def test_encoder_decoder_layout_source_then_bos_and_the_answer(name):
+    task = make_task(name)
+    prompts, answers = (torch.from_numpy(a) for a in task.examples(4, np.random.default_rng(0)))
+    b = task.batch(4, np.random.default_rng(0), ENCODER_DECODER)
+    assert torch.equal(b.src, prompts) and torch.equal(b.y, answers)
+    assert (b.x[:, 0] == task.tokenizer.bos_id).all() and torch.equal(b.x[:, 1:], answers[:, :-1])
+    assert b.n_tokens == prompts.numel() + answers.numel()
+
+
+def test_majority_pads_sentences_of_different_lengths_and_its_label_is_the_majority():
+    task = make_task("majority", task_len=12, n_keys=3)
+    b = task.batch(64, np.random.default_rng(0))
+    lengths = b.mask.sum(1)
+    assert lengths.min() >= 6 and lengths.max() == 12 and len(set(lengths.tolist())) > 3
+    assert (b.x[~b.mask] == task.tokenizer.pad_id).all() and b.n_tokens == int(lengths.sum())
+    for row, m, label in zip(b.x, b.mask, b.labels):
+        assert int((row[m] == task.first + label).sum()) > int(m.sum()) // 2
+
+
+def test_classification_metrics_at_chance_and_perfect():
+    from data import classification_metrics
+    true = torch.arange(4).repeat(250)
+    perfect = classification_metrics(true, true, 4)
+    assert perfect == {"val_acc": 1.0, "val_precision": 1.0, "val_recall": 1.0, "val_f1": 1.0}
+    constant = classification_metrics(torch.zeros_like(true), true, 4)
+    assert constant["val_acc"] == 0.25 and constant["val_recall"] == 0.25
+    assert constant["val_precision"] == pytest.approx(0.25 / 4) and constant["val_f1"] == pytest.approx(0.1)
+    g = torch.Generator().manual_seed(0)
+    random = classification_metrics(torch.randint(0, 4, true.shape, generator=g), true, 4)
+    assert all(abs(v - 0.25) < 0.05 for v in random.values())
+
+
+@pytest.mark.parametrize("name", ANSWER_TASKS)
 def test_layout_prompt_sep_answer_with_loss_on_the_answer_only(name):
     task = make_task(name)
     prompts, answers = task.examples(4, np.random.default_rng(0))
@@ -94,16 +131,21 @@ def test_quadratic_fields_are_fixed_width_even_at_the_extremes():
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
-@pytest.mark.parametrize("arch", ["gpt", "transformer_xl", "rmt"])
+@pytest.mark.parametrize("arch", sorted(architectures()))
 def test_every_architecture_runs_every_task(name, arch):
+    """Built from the registry and the task alone (the layout comes from the model's capabilities): a finite
+    loss, and the task's own scorer runs on the model's outputs."""
     task = make_task(name)
-    fields = {} if arch == "gpt" else {"seg_len": 3}
+    names = {f.name for f in dataclasses.fields(MODEL_CONFIGS[arch])}
+    fields = {k: v for k, v in {"seg_len": 3, "mem_len": 3, "n_mem": 2}.items() if k in names}
     cfg = model_config(arch, vocab_size=task.tokenizer.vocab_size, block_size=task.seq_len, n_layer=1,
-                       d_model=16, n_head=2, **fields)
-    assert arch in ARCHITECTURES
+                       d_model=16, n_head=2, n_classes=task.n_classes, **fields)
     torch.manual_seed(0)
     model = build_model(cfg)
-    b = task.batch(3, np.random.default_rng(0))
+    b = task.batch(3, np.random.default_rng(0), layout_of(type(model)))
     assert torch.isfinite(model(b).loss)
-    pred, true = greedy_answers(model, b)
-    assert pred.shape == true.shape == (3, task.examples(1, np.random.default_rng(0))[1].shape[1])
+    scores = task.score(model, [b])
+    assert list(scores) == task.metrics() and all(0 <= v <= 1 for v in scores.values())
+    if task.n_classes == 0:
+        pred, true = greedy_answers(model, b)
+        assert pred.shape == true.shape == (3, task.examples(1, np.random.default_rng(0))[1].shape[1])

@@ -13,20 +13,23 @@ from modules.base import Batch
 EXPECTED_DEPTH_2 = """\
 GPT.forward
   < batch: (1, 4) int64
-  embed: TokenEmbedding.forward
-    < ids: (1, 4) int64
-    > out: (1, 4, 8) float32
-  positions.rope: RoPE.forward
-    < q_pos: (4,) int64
-    < k_pos: (4,) int64
-    > out: Rotary
-  blocks.0: Block.forward
-    < x: (1, 4, 8) float32
-    < causal: True
-    < rotary: Rotary
-    > out: (1, 4, 8) float32
-  norm: RMSNorm.forward
-    < x: (1, 4, 8) float32
+  GPT.body
+    < x: (1, 4) int64
+    embed: TokenEmbedding.forward
+      < ids: (1, 4) int64
+      > out: (1, 4, 8) float32
+    positions.rope: RoPE.forward
+      < q_pos: (4,) int64
+      < k_pos: (4,) int64
+      > out: Rotary
+    blocks.0: Block.forward
+      < x: (1, 4, 8) float32
+      < causal: True
+      < rotary: Rotary
+      > out: (1, 4, 8) float32
+    norm: RMSNorm.forward
+      < x: (1, 4, 8) float32
+      > out: (1, 4, 8) float32
     > out: (1, 4, 8) float32
   head: LMHead.forward
     < h: (1, 4, 8) float32
@@ -62,7 +65,7 @@ def test_trace_text_of_a_one_layer_gpt_is_exactly_as_expected():
         m(X)
     assert t.text() == EXPECTED_DEPTH_2
     assert str(t) == EXPECTED_DEPTH_2
-    assert repr(t).startswith("<Trace of 6 calls")
+    assert repr(t).startswith("<Trace of 7 calls")
 
 
 def test_trace_text_is_stable_across_runs_and_weights():
@@ -87,7 +90,8 @@ def test_nested_calls_are_indented_under_their_caller():
     assert "    < q: (1, 2, 4, 4) float32" in lines  # the children's own arguments, one level deeper
     assert lines[-1] == "  > out: (1, 4, 8) float32"  # the caller's output comes after its children
     root = t.roots[0]
-    assert [c.fn for c in root.children] == ["project", "attend"]
+    assert [c.fn for c in root.children] == ["project", "rotate", "attend", "merge_heads"]
+    assert [c.fn for c in root.children[0].children] == ["split_heads"] * 3  # q, k, v split into heads
     assert len(t.roots) == 1
 
 
@@ -106,7 +110,7 @@ def test_depth_limits_the_recorded_paths():
             assert deepest == depth
     with trace(m, depth=0) as t:
         m(X)
-    assert traced_paths(t) == [""]
+    assert traced_paths(t) == ["", ""]  # the model's own steps: forward and body
 
 
 def test_only_by_name_records_the_module_and_what_it_contains():
@@ -289,7 +293,7 @@ def test_tracer_is_removed_even_when_the_block_raises():
     assert t._stack == []  # the call stack unwound
     with trace(m, depth=0) as t2:
         m(X)
-    assert len(t2.roots) == 1 and t2.roots[0].children == []
+    assert len(t2.roots) == 1 and [c.fn for c in t2.roots[0].children] == ["body"]
 
 
 def test_nested_traces_restore_the_outer_one():

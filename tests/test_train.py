@@ -397,8 +397,8 @@ def first_step(tmp_path, accum, batch_size, batches):
     def capture():
         grads.update({n: p.grad.clone() for n, p in t.model.named_parameters()})
 
-    t.opt.step = capture
-    loss, norm, tokens = t.train_step(1e-3)
+    t.optimizer.step = capture
+    loss, norm, tokens, _ = t.train_step(1e-3)
     return loss, norm, tokens, grads
 
 
