@@ -132,7 +132,7 @@ class Trace:
         (self._stack[-1].children if self._stack else self.roots).append(event)
         self._stack.append(event)
         try:
-            out = fn(module, *args, **kwargs)
+            out = _call(module, fn, args, kwargs)
         finally:
             self._stack.pop()
         event.outputs.extend(self._describe("out", out, event))
@@ -301,8 +301,9 @@ def patch(model: nn.Module, hooks: dict):
         with patch(rmt, {"hand_over": torch.zeros_like}):   # the memory handed on is zeroed
             out = rmt(x)
 
-    Composes with `trace` (a traced call records the patched output). Unknown names are refused."""
-    installed = []
+    Composes with `trace` in either order: a traced call records the patched output. Like tracing, it costs
+    nothing outside its block. Unknown names are refused."""
+    installed = []  # (module, method, the wrapper we put in, if the method was not already wrapped)
     try:
         for name, hook in hooks.items():
             hits = _method_modules(model, name)
@@ -311,18 +312,26 @@ def patch(model: nn.Module, hooks: dict):
                                 if isinstance(m, LoggingModule) for meth, _, _ in traced_methods(type(m))})
                 raise ValueError(f"patch: {name!r} names no traced call; e.g. {known[:8]}")
             for m, meth in hits:
-                inner = m.__dict__.get(meth, None)
-                installed.append((m, meth, inner))
-                call = inner if inner is not None else getattr(type(m), meth).__get__(m)
-                m.__dict__[meth] = functools.partial(_patched, call, hook)
+                m.__dict__.setdefault("_patches", {})[meth] = hook
+                wrapper = None
+                if meth not in m.__dict__:  # a trace's recorder, if there is one, applies the patch itself
+                    fn = getattr(type(m), meth)
+                    wrapper = m.__dict__[meth] = functools.partial(_call_kw, m, fn)
+                installed.append((m, meth, wrapper))
         yield model
     finally:
-        for m, meth, inner in reversed(installed):
-            if inner is None:
-                m.__dict__.pop(meth, None)
-            else:
-                m.__dict__[meth] = inner
+        for m, meth, wrapper in reversed(installed):
+            m.__dict__.get("_patches", {}).pop(meth, None)
+            if wrapper is not None and m.__dict__.get(meth) is wrapper:
+                del m.__dict__[meth]
 
 
-def _patched(call, hook, *args, **kwargs):
-    return hook(call(*args, **kwargs))
+def _call(module, fn, args, kwargs):
+    """Run a `@log_io` method, then the activation patch set on it, if any."""
+    out = fn(module, *args, **kwargs)
+    hook = module.__dict__.get("_patches", {}).get(fn.__name__)
+    return out if hook is None else hook(out)
+
+
+def _call_kw(module, fn, *args, **kwargs):
+    return _call(module, fn, args, kwargs)
