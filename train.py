@@ -57,6 +57,9 @@ def make_source(mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True) -> 
         src = Source(task.tokenizer, lambda rng: task.batch(tcfg.batch_size, rng, layout),
                      task.val_batches(tcfg.eval_iters, tcfg.batch_size, tcfg.seed + 1, layout), task, tcfg.task)
         return src, mcfg
+    if layout_of(model_class(mcfg.arch)) != "decoder":
+        raise ConfigError(f"arch = {mcfg.arch!r} is an encoder-decoder: it reads a source and writes a target, "
+                          f"so it trains on a task (--task NAME, e.g. --task copy), not on a corpus")
     corpus = Corpus.load(tcfg.data, mcfg.tokenizer, progress=progress)
     if mcfg.vocab_size not in (0, corpus.tokenizer.vocab_size):
         raise ConfigError(f"vocab_size = {mcfg.vocab_size} does not match the tokenizer's "
