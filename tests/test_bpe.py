@@ -8,9 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tokenizers
+from data import builtin_text
 from tokenizers import SPECIAL_TOKENS, TokenizerFileError
 from tokenizers.bpe import (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, SHIPPED_SIZES, BPETokenizer,
-                            count_chunks, get_stats, learn_merges, merge)
+                            count_chunks, get_stats, learn_merges, merge, to_bytes)
 
 SAMPLE = ("The quick brown fox jumps over the lazy dog. It's 2024; the dog doesn't mind!\n"
           "    def f(x):\n        return x ** 2  # squares\n") * 3
@@ -214,6 +215,65 @@ def test_no_learned_pair_is_left_in_a_chunk(s, small):
         ids = small.encode_ordinary(chunk)
         assert not any(p in small.ranks for p in zip(ids, ids[1:]))
         assert ids == reference_encode(small, chunk)
+
+
+def textbook_encode_chunk(tok, data: bytes) -> list[int]:
+    """The textbook encoder (mnemo's before it was made fast): find the learned pair of lowest rank
+    among all adjacent pairs, merge every occurrence of it, start again."""
+    ids = list(data)
+    while len(ids) >= 2:
+        pair = min(zip(ids, ids[1:]), key=lambda p: tok.ranks.get(p, float("inf")))
+        if pair not in tok.ranks:
+            break
+        ids = merge(ids, pair, tok.ranks[pair])
+    return ids
+
+
+def test_fast_merge_loop_equals_the_textbook_on_the_builtin_corpus(shipped):
+    """Every distinct chunk of the corpus the shipped tokenizers were trained on, at two sizes."""
+    chunks = set(shipped.split.findall(builtin_text()))
+    for tok in (shipped, shipped.cut(512)):
+        for chunk in chunks:
+            data = to_bytes(chunk)
+            assert tok.encode_chunk(data) == textbook_encode_chunk(tok, data), chunk
+
+
+@given(s=st.text(alphabet=EVERY_CHAR, max_size=60) | st.text(alphabet="aab \n.é中", max_size=60))
+@settings(max_examples=200, deadline=None)
+def test_fast_merge_loop_equals_the_textbook_on_random_text(s, shipped, small):
+    for tok in (shipped, small):
+        for chunk in tok.split.findall(s):
+            data = to_bytes(chunk)
+            assert tok.encode_chunk(data) == textbook_encode_chunk(tok, data)
+
+
+@st.composite
+def merge_lists(draw):
+    """Any valid merge list over the bytes a, b, c: each merge pairs bytes or earlier merges, so it
+    need not be one that training would learn."""
+    merges, ids = [], [97, 98, 99]
+    for _ in range(draw(st.integers(0, 12))):
+        pair = (draw(st.sampled_from(ids)), draw(st.sampled_from(ids)))
+        if pair not in merges:
+            ids.append(260 + len(merges))
+            merges.append(pair)
+    return merges
+
+
+@given(merge_lists(), st.text(alphabet="abc", max_size=16))
+@settings(max_examples=200, deadline=None)
+def test_fast_merge_loop_equals_the_textbook_for_any_merge_list(merges, s):
+    tok = BPETokenizer(merges)
+    assert tok.encode_chunk(s.encode()) == textbook_encode_chunk(tok, s.encode())
+
+
+def test_a_token_need_not_encode_to_itself():
+    """Merges by hand: bc (260), then ab (261), then ab + c (262). The bytes of 262, "abc", encode to
+    a, bc: bc ranks first and leaves no (ab, c) to merge. So a chunk is not looked up as a whole token
+    (tiktoken's shortcut) but always merged: the shortcut holds for trained merges, not for every file."""
+    tok = BPETokenizer([(98, 99), (97, 98), (261, 99)])
+    assert tok.token_bytes(262) == b"abc"
+    assert tok.encode("abc") == [97, 260] == textbook_encode_chunk(tok, b"abc")
 
 
 def test_encode_batch_and_cache(shipped):
