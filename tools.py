@@ -249,7 +249,7 @@ def lock_holder(folder) -> dict | None:
             holder = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(holder, dict) and isinstance(holder.get("pid"), int):
                 break
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except (OSError, ValueError):
             pass
@@ -286,7 +286,7 @@ class RunLock:
 
     def __enter__(self) -> "RunLock":
         info = {"pid": os.getpid(), "host": socket.gethostname(), "proc_start": _process_start(os.getpid()),
-                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv) or "python"}
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join([Path(sys.executable).name, *sys.argv])}
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_UMASK)
@@ -488,12 +488,12 @@ def check_state_dict(state: dict, model, path, config_name: str = "model_config.
     for name in sorted(have.keys() | need.keys()):
         a, b = have.get(name, set()), need.get(name, set())
         if len(a) != len(b):
-            span = lambda s: f"{name}.{min(s)}-{max(s)}" if s else "none"
+            span = lambda ids: "none" if not ids else f"{name}.{min(ids)}" + (f"-{max(ids)}" if len(ids) > 1 else "")
+            count = lambda ids: f"{len(ids)} {name[:-1] if len(ids) == 1 and name.endswith('s') else name}"
             fld = field_of.get(name)
             says = (f"{config_name} says {fld} = {getattr(model.cfg, fld)}" if fld and hasattr(model, "cfg")
-                    else f"the model {config_name} describes has {len(b)} ({span(b)})")
-            problems.append(f"{Path(path).name} has {len(a)} {name}' weights "
-                            f"({span(a)}) but {says}")
+                    else f"the model {config_name} describes has {count(b)} ({span(b)})")
+            problems.append(f"{Path(path).name} has weights for {count(a)} ({span(a)}) but {says}")
     if not problems:
         missing, extra = sorted(want.keys() - state.keys()), sorted(state.keys() - want.keys())
         shapes = [f"{k} is {tuple(state[k].shape)} in the file but {tuple(want[k].shape)} in the model"
