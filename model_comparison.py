@@ -259,8 +259,13 @@ def main(argv=None) -> int:
         tools.atomic_write_text(README, readme_with_results(README.read_text(encoding="utf-8"), table))
         print(f"wrote the table into {README}")
     if a.eval:
+        from data import DownloadError
         for r in runs:
-            print(r.name, "  ".join(f"{k} {v:.3f}" for k, v in evaluate_run(r).items()))
+            try:
+                scores = evaluate_run(r)
+            except (DownloadError, ValueError) as e:  # its corpus cannot be read here
+                p.error(f"cannot evaluate {r.path}: {e}")
+            print(r.name, "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     if a.plot:
         import matplotlib
         matplotlib.use("Agg")

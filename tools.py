@@ -287,6 +287,7 @@ class RunLock:
     def __enter__(self) -> "RunLock":
         info = {"pid": os.getpid(), "host": socket.gethostname(), "proc_start": _process_start(os.getpid()),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join([Path(sys.executable).name, *sys.argv])}
+        self.folder.mkdir(parents=True, exist_ok=True)
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_UMASK)
@@ -311,13 +312,16 @@ class RunLock:
 
 def check_writable(folder) -> Path:
     """Create `folder` (and its parents) and write a file in it, so a run that cannot save fails at once,
-    before any data is read or model built, with a message naming the folder."""
+    before any data is read or model built, with a message naming the folder. What it created, it removes."""
     folder = Path(folder)
-    try:
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # removed again: no empty folder is left
+    try:                                                             # behind if the run fails before it starts
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test.")
         os.close(fd)
         os.unlink(probe)
+        for p in made:
+            p.rmdir()
     except OSError as e:
         where = e.filename if getattr(e, "filename", None) else folder
         raise RunFolderError(f"cannot write the run folder {folder}: {e.strerror or e} ({where}); choose an "
@@ -343,9 +347,10 @@ def refuse_existing_run(folder) -> None:
     """RunFolderError if `folder` holds a run's files: a run is never replaced without being asked."""
     present = run_files(folder)
     if present:
-        raise RunFolderError(f"{folder} already holds a run ({', '.join(present)}); it was not touched. Continue "
-                             f"it with: python train.py --resume {folder} (Trainer.resume), train into another "
-                             f"--out, or replace it with --overwrite true (overwrite=True)")
+        resume = (f"Continue it with: python train.py --resume {folder} (Trainer.resume), train"
+                  if "checkpoint.pt" in present else "It has no checkpoint.pt to resume from: train")
+        raise RunFolderError(f"{folder} already holds a run ({', '.join(present)}); it was not touched. {resume} "
+                             f"into another --out, or replace it with --overwrite true (overwrite=True)")
 
 
 def clear_run(folder) -> list[str]:

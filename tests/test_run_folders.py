@@ -314,3 +314,10 @@ def test_the_readme_of_a_run_outside_trained_names_a_path_load_run_takes(done, t
     assert cfgs["train"].max_iters == 4
     assert tools.run_ref(tools.TRAINED / "gpt-builtin-reference") == "gpt-builtin-reference"
     tools.load_run("gpt-builtin-reference")  # a name under trained/, from any working directory
+
+
+def test_a_run_that_fails_before_it_starts_leaves_no_empty_folder(tmp_path):
+    out = tmp_path / "deep" / "er" / "run"
+    with pytest.raises(ValueError, match="neither a corpus name"):
+        Trainer(mcfg(), tcfg(data=str(tmp_path / "no_such.txt")), out, progress=False, verbose=False)
+    assert not (tmp_path / "deep").exists()
