@@ -5,6 +5,8 @@ Corpora
 - `shakespeare`, `tinystories`: downloaded once into the cache (progress bar, SHA-256 checked);
 - any UTF-8 text file, by path.
 Text is tokenized once and the ids cached as `.npy` (keyed by the text's hash and the tokenizer's hash).
+Corpus text is encoded as plain text: a `<eos>` written in it is five characters, not the special token
+(`Tokenizer.encode_ordinary`); special tokens enter a sequence only as ids, where the pipeline means them.
 The last 10% of the stream is validation; training batches are random windows drawn from a seeded
 NumPy generator whose state is part of the checkpoint, so a resumed run draws the same batches.
 
@@ -71,10 +73,24 @@ def builtin_text() -> str:
     return "\n\n".join(t.topics[k] for k in sorted(t.topics))
 
 
+def sha256_of(path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def download(remote: Remote, cache_dir=None, progress: bool = True, chunk: int = 1 << 16) -> Path:
-    """The cached file of `remote`, downloading it first if needed (atomically, checksum verified)."""
+    """The cached file of `remote`, downloading it first if needed (atomically, checksum verified). A file
+    already in the cache (downloaded earlier, or put there by hand) is verified too."""
     path = Path(cache_dir or CACHE) / remote.filename
     if path.exists():
+        got = sha256_of(path)
+        if got != remote.sha256:
+            raise DownloadError(f"the cached file {path} is not the expected {remote.filename}: its sha256 is "
+                                f"{got}, expected {remote.sha256} (a partial, edited or different file). Delete "
+                                f"it to download it again, or put the right file there")
         return path
     digest, buf = hashlib.sha256(), io.BytesIO()
     try:
@@ -110,6 +126,11 @@ def load_text(data: str, cache_dir=None, progress: bool = True) -> str:
         raise ValueError(f"{path} is not UTF-8 text ({e})") from None
 
 
+def corpus_name(data: str) -> str:
+    """The short name of corpus `data` (run folder names, logs): the corpus name, or the file's stem."""
+    return data if data in ("builtin", *REMOTES) else Path(data).stem
+
+
 def make_tokenizer(spec: str, text: str) -> Tokenizer:
     """'char' -> a character tokenizer built from `text`; 'bpe-N' -> the shipped BPE of size N."""
     if spec == "char":
@@ -138,11 +159,11 @@ class Corpus:
             ids = np.load(path)
         else:
             dtype = np.uint16 if tok.vocab_size <= 1 << 16 else np.int32
-            ids = np.asarray(tok.encode(text), dtype=dtype)
+            ids = np.asarray(tok.encode_ordinary(text), dtype=dtype)  # corpus text is text, `<eos>` included
             buf = io.BytesIO()
             np.save(buf, ids)
             atomic_write_bytes(path, buf.getvalue())
-        return cls(ids, tok, name=data if data in ("builtin", *REMOTES) else Path(data).stem)
+        return cls(ids, tok, name=corpus_name(data))
 
     def batch(self, split: str, batch_size: int, block_size: int, rng: np.random.Generator) -> Batch:
         """`batch_size` random windows of `block_size` tokens; targets are the inputs shifted by one."""

@@ -9,6 +9,12 @@ Sampling filters, applied in this order to the last position's logits:
 - top-p (nucleus, Holtzman et al. 2019): keep the smallest set whose probability reaches p;
 - min-p: keep tokens whose probability is at least min_p times the most likely one's.
 
+Every sampling argument is checked in one place, `check_sampling` (used by `generate` and the command line):
+a bad value raises `SamplingError` naming it and its valid range. `generate(..., on_text=print)` streams the
+text of a single prompt as it is generated (the command line does), holding back only the bytes of a
+character not yet complete. Prompts are encoded as plain text (a `<eos>` typed in a prompt is text); in
+the output, `<pad>` and `<bos>` (which stand for no text) are left out and generation stops at `<eos>`.
+
 Context: a model with a fixed window (`model.max_context`, the block size for GPT) sees at most that many
 tokens. Without the cache each step recomputes the last window; with the cache, when the cache is full it is
 rebuilt from the last half window (so cached and uncached outputs agree exactly within the window, and
@@ -16,12 +22,48 @@ both stay valid beyond it). Prompts of different lengths are batched by length.
 """
 from __future__ import annotations
 
-import argparse
+import math
+import numbers
 import sys
 
 import torch
 
 from modules import ENCODER_DECODER, Batch
+
+
+class SamplingError(ValueError):
+    """A sampling argument out of its valid range; the message names the argument, the value and the range."""
+
+
+def check_sampling(max_new_tokens: int = 100, temperature: float = 1.0, top_k=None, top_p=None, min_p=None,
+                   beams: int = 1) -> None:
+    """Raise SamplingError for the first argument that is not valid (None means off for top_k/top_p/min_p)."""
+    def integer(name, v, low, meaning):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
+            raise SamplingError(f"{name} = {v!r} is not valid: use an integer >= {low} ({meaning})")
+
+    def real(name, v, ok, valid):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or not ok(v):
+            raise SamplingError(f"{name} = {v!r} is not valid: use {valid}")
+
+    integer("max_new_tokens", max_new_tokens, 0, "the number of tokens to generate")
+    real("temperature", temperature, lambda v: v >= 0, "a finite number >= 0 (0 = greedy, 1 = the model's "
+                                                     "distribution, higher = more random)")
+    if top_k is not None:
+        integer("top_k", top_k, 0, "keep the k most likely tokens; 0 or None = off")
+    if top_p is not None:
+        real("top_p", top_p, lambda v: 0 < v <= 1, "a number in (0, 1]: keep the most likely tokens whose "
+                                                  "probability adds up to p; 1 or None = off")
+    if min_p is not None:
+        real("min_p", min_p, lambda v: 0 <= v <= 1, "a number in [0, 1]: keep tokens at least min_p times as "
+                                                   "likely as the best one; 0 or None = off")
+    integer("beams", beams, 1, "1 = sampling, more = beam search with that many beams")
+    if beams > 1:
+        used = [n for n, v, off in (("top_k", top_k, 0), ("top_p", top_p, 1), ("min_p", min_p, 0))
+                if v is not None and v != off]
+        if used:
+            raise SamplingError(f"{', '.join(used)} apply to sampling, but beams = {beams} asks for beam search, "
+                                f"which does not sample: leave {', '.join(used)} out, or use beams = 1")
 
 
 def filter_logits(logits, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
@@ -99,9 +141,11 @@ class Stepper:
 
 @torch.no_grad()
 def generate_ids(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None,
-                 min_p=None, eos_id: int | None = None, use_cache: bool = True, generator=None, source=None):
+                 min_p=None, eos_id: int | None = None, use_cache: bool = True, generator=None, source=None,
+                 on_token=None):
     """ids (B, T) -> (B, T + n) continued; a row that produced `eos_id` is padded with it from then on.
-    Stops early once every row has finished. source: what an encoder-decoder reads (a Batch with src)."""
+    Stops early once every row has finished. source: what an encoder-decoder reads (a Batch with src).
+    `on_token`, if given, is called with each new (B, 1) column."""
     model.eval()
     stepper, seq = Stepper(model, use_cache, source), ids
     done = torch.zeros(ids.shape[0], 1, dtype=torch.bool, device=ids.device)
@@ -112,6 +156,8 @@ def generate_ids(model, ids, max_new_tokens: int, temperature: float = 1.0, top_
             nxt = nxt.masked_fill(done, eos_id)
             done |= nxt == eos_id
         seq = torch.cat([seq, nxt], dim=1)
+        if on_token is not None:
+            on_token(nxt)
         if bool(done.all()) or i == max_new_tokens - 1:
             break
         logits = stepper.step(seq)
@@ -149,19 +195,55 @@ def beam_search(model, ids, beams: int = 4, max_new_tokens: int = 50, length_pen
     return max(finished, key=lambda f: f[0])[1][None]
 
 
+class TextStream:
+    """Generated ids of one sequence -> text pieces, written as they arrive (`write(piece)`), stopping at
+    `eos_id`. A token that ends inside a multi-byte character (BPE) is held back until the character is
+    whole, so the pieces join to exactly the text `generate` returns."""
+
+    def __init__(self, tokenizer, write, eos_id: int | None = None):
+        self.tokenizer, self.write, self.eos_id = tokenizer, write, eos_id
+        self.ids, self.sent, self.done = [], 0, False
+
+    def __call__(self, column) -> None:
+        if self.done:
+            return
+        i = int(column[0, 0])
+        if i == self.eos_id:
+            self.done = True
+            return
+        self.ids.append(i)
+        text = self.tokenizer.decode_generated(self.ids)
+        if not text.endswith("\ufffd"):  # U+FFFD at the end: maybe a character whose next bytes are coming
+            self.flush(text)
+
+    def flush(self, text: str | None = None) -> None:
+        text = self.tokenizer.decode_generated(self.ids) if text is None else text
+        if len(text) > self.sent:
+            self.write(text[self.sent:])
+            self.sent = len(text)
+
+
 def generate(model, tokenizer, prompt, max_new_tokens: int = 100, temperature: float = 1.0, top_k=None,
              top_p=None, min_p=None, beams: int = 1, use_cache: bool = True, stop_at_eos: bool = True,
-             seed: int | None = None):
+             seed: int | None = None, on_text=None):
     """Continue `prompt` (a string, or a list of strings) and return the new text (a string, or a list).
-    For an encoder-decoder the prompt is the source text, and the decoder writes from `<bos>`."""
+    For an encoder-decoder the prompt is the source text, and the decoder writes from `<bos>`.
+
+    The arguments are checked first (`check_sampling`). `on_text`: a function called with each piece of new
+    text as it is generated (e.g. `print` with `end="", flush=True`); for a single prompt string, beams = 1."""
+    check_sampling(max_new_tokens, temperature, top_k, top_p, min_p, beams)
+    if on_text is not None and not (isinstance(prompt, str) and beams == 1):
+        raise SamplingError("on_text streams one prompt sampled token by token: give a single prompt string "
+                            "and beams = 1")
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     eos = tokenizer.eos_id if stop_at_eos else None
     if ENCODER_DECODER in model.capabilities:
         encoded = [[tokenizer.bos_id] for _ in prompts]
-        sources = [torch.tensor([tokenizer.encode(p)]) for p in prompts]
+        sources = [torch.tensor([tokenizer.encode_ordinary(p)]) for p in prompts]
     else:
-        encoded = [tokenizer.encode(p) or [tokenizer.bos_id] for p in prompts]
+        encoded = [tokenizer.encode_ordinary(p) or [tokenizer.bos_id] for p in prompts]
+    stream = TextStream(tokenizer, on_text, eos) if on_text is not None else None
     outputs: list[str | None] = [None] * len(prompts)
     for length in sorted({len(e) for e in encoded}):
         idx = [i for i, e in enumerate(encoded) if len(e) == length]
@@ -169,45 +251,58 @@ def generate(model, tokenizer, prompt, max_new_tokens: int = 100, temperature: f
         if ENCODER_DECODER in model.capabilities:  # one source at a time: sources differ in length
             new = [(beam_search(model, ids[j:j + 1], beams, max_new_tokens, eos_id=eos, source=Batch(src=sources[i]))
                     if beams > 1 else generate_ids(model, ids[j:j + 1], max_new_tokens, temperature, top_k, top_p,
-                                                   min_p, eos, use_cache, generator, Batch(src=sources[i])))[0]
+                                                   min_p, eos, use_cache, generator, Batch(src=sources[i]),
+                                                   on_token=stream))[0]
                    for j, i in enumerate(idx)]
         elif beams > 1:
             new = [beam_search(model, ids[j:j + 1], beams, max_new_tokens, eos_id=eos)[0] for j in range(len(idx))]
         else:
             new = generate_ids(model, ids, max_new_tokens, temperature, top_k, top_p, min_p, eos, use_cache,
-                               generator)
+                               generator, on_token=stream)
         for i, row in zip(idx, new):
             toks = row[length:].tolist()
             if eos is not None and eos in toks:
                 toks = toks[:toks.index(eos)]
-            outputs[i] = tokenizer.decode(toks)
+            outputs[i] = tokenizer.decode_generated(toks)
+    if stream is not None:
+        stream.flush()
     return outputs[0] if isinstance(prompt, str) else outputs
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="inference.py", description="Generate text from a trained run folder.")
-    p.add_argument("run", help="run folder, e.g. trained/gpt-builtin-reference")
+    from tools import ArgParser, load_run, set_threads
+    p = ArgParser(prog="inference.py", description="Generate text from a trained run folder.")
+    p.add_argument("run", help="run folder (a path, or a name under trained/), e.g. trained/gpt-builtin-reference")
     p.add_argument("--prompt", action="append", help="prompt text (repeat the flag for a batch); default: newline")
-    p.add_argument("--max_new_tokens", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    p.add_argument("--top_k", type=int)
-    p.add_argument("--top_p", type=float)
-    p.add_argument("--min_p", type=float)
-    p.add_argument("--beams", type=int, default=1, help="beam search with this many beams (>1)")
+    p.add_argument("--max_new_tokens", type=int, default=200, help="tokens to generate, >= 0 (default: 200)")
+    p.add_argument("--temperature", type=float, default=0.8, help="finite, >= 0; 0 = greedy (default: 0.8)")
+    p.add_argument("--top_k", type=int, help="keep the k most likely tokens, k >= 1 (default: off)")
+    p.add_argument("--top_p", type=float, help="nucleus sampling, p in (0, 1] (default: off)")
+    p.add_argument("--min_p", type=float, help="keep tokens at least min_p x the best one's probability, "
+                                               "in [0, 1] (default: off)")
+    p.add_argument("--beams", type=int, default=1, help="beam search with this many beams (>1); default: 1 = sample")
     p.add_argument("--no_cache", action="store_true", help="recompute every step instead of the KV cache")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--best", action="store_true", help="use best_model.pt instead of model.pt")
     a = p.parse_args(argv)
-    from tools import load_run, set_threads
+    try:  # before loading anything: a typo in a flag costs nothing
+        check_sampling(a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.min_p, a.beams)
+    except SamplingError as e:
+        p.error(f"--{e}")
     set_threads(1)
     try:
         model, _, tok = load_run(a.run, "best_model" if a.best else "model")
     except (FileNotFoundError, ValueError) as e:
         p.error(str(e))
     prompts = a.prompt or ["\n"]
-    outs = generate(model, tok, prompts, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.min_p, a.beams,
-                    not a.no_cache, seed=a.seed)
-    for prompt, out in zip(prompts, outs):
+    kw = dict(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
+              min_p=a.min_p, beams=a.beams, use_cache=not a.no_cache, seed=a.seed)
+    if len(prompts) == 1 and a.beams == 1:  # one prompt: stream the text as it comes
+        print(prompts[0], end="", flush=True)
+        generate(model, tok, prompts[0], on_text=lambda piece: print(piece, end="", flush=True), **kw)
+        print("\n" + "-" * 40)
+        return 0
+    for prompt, out in zip(prompts, generate(model, tok, prompts, **kw)):
         print(prompt + out)
         print("-" * 40)
     return 0

@@ -1,16 +1,21 @@
 """Compare trained runs side by side: learning curves, a results table, top-k accuracy, loss by position.
 
-    python model_comparison.py                       # every run under trained/
+    python model_comparison.py                       # every finished run under trained/
     python model_comparison.py trained/a trained/b --plot curves.png
+    python model_comparison.py --include_unfinished  # also runs still training, interrupted or stopped
 
 Honest comparison needs the same yardstick: `evaluate_run` scores every run on a fixed, seeded set of
 validation windows of its own corpus, and reports bits per character next to the loss per token, because
 two tokenizers' per-token losses are not comparable (a BPE token carries several characters).
-Task runs (trained with --task) are scored by greedy answer accuracy instead.
+Task runs (trained with --task) are scored by greedy answer accuracy instead. For the same reason the
+curves are drawn on one axis per kind of loss (`loss_kind`: a corpus with a tokenizer, or a task with its
+sizes), never mixing losses that mean different things.
+
+Only finished runs are compared unless asked (`tools.run_status`): a run still training, interrupted or
+stopped early would be compared on numbers that are not its final ones.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from dataclasses import dataclass, field
@@ -19,7 +24,6 @@ from pathlib import Path
 import torch
 
 import tools
-from config import config_from_dict
 
 
 @dataclass
@@ -56,15 +60,31 @@ class Run:
         return min(values) if values else None
 
 
-def load_runs(paths=None) -> list[Run]:
-    """Runs from the given folders, or every run under trained/."""
-    dirs = [Path(p) for p in paths] if paths else tools.run_dirs()
+def partition_runs(dirs) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(finished run folders, [(unfinished folder, its status)]) — see tools.run_status."""
+    done, other = [], []
+    for d in map(Path, dirs):
+        status = tools.run_status(d)
+        (done.append(d) if status == "finished" else other.append((d, status)))
+    return done, other
+
+
+def load_runs(paths=None, include_unfinished: bool = False) -> list[Run]:
+    """Runs from the given folders (paths, or names under trained/), or every finished run under trained/
+    (with `include_unfinished`, also those still training, interrupted or stopped early)."""
+    dirs = [tools.find_run(p) for p in paths] if paths is not None else tools.run_dirs()
+    if paths is None and not include_unfinished:
+        dirs = partition_runs(dirs)[0]
     runs = []
     for d in dirs:
-        if not (d / "model_config.json").exists():
-            raise FileNotFoundError(f"{d} is not a run folder (no model_config.json)")
-        runs.append(Run(d, config_from_dict(tools.load_json(d / "model_config.json")),
-                        config_from_dict(tools.load_json(d / "train_config.json")), tools.read_log(d / "log.csv")))
+        cfgs = tools.load_configs(d)
+        try:
+            log = tools.read_log(d / "log.csv")
+        except FileNotFoundError:
+            raise tools.RunFolderError(f"{d / 'log.csv'} is missing") from None
+        except (ValueError, KeyError) as e:
+            raise tools.RunFolderError(f"{d / 'log.csv'} is not a mnemo log ({e})") from None
+        runs.append(Run(d, cfgs["model"], cfgs["train"], log))
     return runs
 
 
@@ -152,36 +172,93 @@ def readme_with_results(text: str, table: str) -> str:
     return text[:start] + "\n" + table + "\n" + text[end:]
 
 
-def plot_curves(runs: list[Run], x: str = "step", y: str = "val_loss", ax=None):
-    """y against x ('step', 'tokens' or 'elapsed_s') for every run, on one axis."""
+def loss_kind(run: Run) -> str:
+    """What a run's losses mean: runs of the same kind can share an axis, others cannot (a loss per character
+    token is not a loss per BPE token, nor a loss on a task's answers)."""
+    t, m = run.train_cfg, run.model_cfg
+    if t.task:
+        sizes = f"task_len {t.task_len}, task_vocab {t.task_vocab}" + (f", n_keys {t.n_keys}" if t.task == "retrieval" else "")
+        return f"task {t.task} ({sizes}): nats per answer token"
+    return f"corpus {t.data}, {m.tokenizer} tokens: nats per token"
+
+
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def run_styles(runs: list[Run]) -> dict[str, dict]:
+    """A distinct (colour, line style) per run: ten colours, then the same ten dashed, dotted, dash-dotted
+    (40 runs), then markers on top; the same run keeps its style on every axis."""
+    import matplotlib.pyplot as plt
+    colours = plt.get_cmap("tab10").colors
+    markers = (".", "o", "s", "^", "v", "D", "x", "+")
+    return {r.name: {"color": colours[i % 10], "ls": LINESTYLES[i // 10 % 4], "marker": markers[i // 40 % 8]}
+            for i, r in enumerate(runs)}
+
+
+def plot_curves(runs: list[Run], x: str = "step", y: str = "val_loss", ax=None, styles: dict | None = None,
+                legend: bool = True):
+    """y against x ('step', 'tokens' or 'elapsed_s') for every run, on one axis, the legend outside it.
+    Give runs whose losses mean the same thing (`loss_kind`); `plot_grouped` sorts them for you."""
     import matplotlib.pyplot as plt
     if x not in ("step", "tokens", "elapsed_s"):
         raise ValueError(f"x = {x!r}; choose step, tokens or elapsed_s")
     ax = ax or plt.subplots(figsize=(6, 4))[1]
+    styles = styles or run_styles(runs)
     for r in runs:
         pts = [(row[x], row[y]) for row in r.log if row.get(y) is not None]
-        ax.plot(*zip(*pts), marker=".", label=r.name)
+        if pts:
+            ax.plot(*zip(*pts), label=r.name, **styles[r.name])
     ax.set_xlabel({"elapsed_s": "training seconds"}.get(x, x))
     ax.set_ylabel(y)
-    ax.legend(fontsize="small")
+    if legend:
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return ax
 
 
+def plot_grouped(runs: list[Run], y: str = "val_loss", xs=("step", "tokens", "elapsed_s")):
+    """One row of axes per kind of loss (`loss_kind`), one column per x; every run keeps one distinct style,
+    and each row's legend sits outside its axes, right of the last column. Returns the figure."""
+    import matplotlib.pyplot as plt
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(loss_kind(r), []).append(r)
+    styles = run_styles(runs)
+    fig, axes = plt.subplots(len(groups), len(xs), figsize=(5 * len(xs) + 3, 3.6 * len(groups)), squeeze=False)
+    for row, (kind, members) in zip(axes, groups.items()):
+        for i, (ax, x) in enumerate(zip(row, xs)):
+            plot_curves(members, x, y, ax=ax, styles=styles, legend=i == len(xs) - 1)
+            ax.grid(alpha=0.3)
+        row[0].set_title(kind, loc="left", fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="model_comparison.py", description="Compare trained runs.")
-    p.add_argument("runs", nargs="*", help="run folders (default: every run under trained/)")
-    p.add_argument("--plot", metavar="PNG", help="save validation-loss curves (vs step, tokens, seconds) here")
+    p = tools.ArgParser(prog="model_comparison.py", description="Compare trained runs.")
+    p.add_argument("runs", nargs="*", help="run folders, or names under trained/ (default: every finished run "
+                                           "under trained/)")
+    p.add_argument("--include_unfinished", action="store_true",
+                   help="also compare runs that are still training, were interrupted or stopped early")
+    p.add_argument("--plot", metavar="PNG", help="save validation-loss curves (vs step, tokens, seconds) here, "
+                                                 "one row per kind of loss")
     p.add_argument("--eval", action="store_true", help="also score every run on fixed validation data")
     p.add_argument("--readme", action="store_true", help="write the table of the shipped runs "
                                                          "(trained/shipped.txt) into README.md")
     a = p.parse_args(argv)
     tools.set_threads(1)
     try:
-        runs = load_runs(a.runs)
-    except FileNotFoundError as e:
+        dirs = [tools.find_run(r) for r in a.runs] if a.runs else tools.run_dirs()
+        if not a.include_unfinished:
+            dirs, skipped = partition_runs(dirs)
+            if skipped:
+                print(f"skipped {len(skipped)} unfinished run(s): "
+                      + ", ".join(f"{d.name} ({status})" for d, status in skipped)
+                      + "; --include_unfinished compares them too", file=sys.stderr)
+        runs = load_runs(dirs)
+    except (FileNotFoundError, ValueError) as e:
         p.error(str(e))
     if not runs:
-        p.error("no runs found under trained/; train one with python train.py")
+        p.error("no finished runs to compare" + ("" if a.runs else " under trained/; train one with python train.py"))
     table = markdown_table(runs)
     print(table)
     if a.readme:
@@ -189,17 +266,17 @@ def main(argv=None) -> int:
         tools.atomic_write_text(README, readme_with_results(README.read_text(encoding="utf-8"), table))
         print(f"wrote the table into {README}")
     if a.eval:
+        from data import DownloadError
         for r in runs:
-            print(r.name, "  ".join(f"{k} {v:.3f}" for k, v in evaluate_run(r).items()))
+            try:
+                scores = evaluate_run(r)
+            except (DownloadError, ValueError) as e:  # its corpus cannot be read here
+                p.error(f"cannot evaluate {r.path}: {e}")
+            print(r.name, "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     if a.plot:
         import matplotlib
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-        for ax, x in zip(axes, ("step", "tokens", "elapsed_s")):
-            plot_curves(runs, x, ax=ax)
-        fig.tight_layout()
-        fig.savefig(a.plot)
+        plot_grouped(runs).savefig(a.plot, bbox_inches="tight")
         print(f"saved {a.plot}")
     return 0
 

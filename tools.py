@@ -5,16 +5,31 @@ A run folder (`trained/<run>/`) holds `model_config.json`, `train_config.json`, 
 `model.pt` (last weights), `best_model.pt` (best validation loss), `checkpoint.pt` (everything needed to
 resume), `log.csv` and a `README.md`. Weights are plain state dicts, loaded with `weights_only=True`, so
 loading a run never executes code from the file.
+
+Nothing is lost: a folder that holds a run is never trained into again unless asked (`prepare_run_folder`);
+a process that writes a run folder holds its lock file (`RunLock`), so a second writer is refused; SIGTERM
+stops a run as Ctrl-C does (`sigterm_as_interrupt`), so it saves. Every error is clear: a run folder's parts
+are checked against each other when it is loaded (`load_run`), and a wrong part raises `RunFolderError`
+naming the file and what is wrong with it.
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import csv
 import io
 import json
 import math
 import os
+import pickle
 import random
+import re
+import signal
+import socket
+import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +119,16 @@ def save_json(path, obj) -> Path:
 
 
 def load_json(path) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A JSON file's object; a missing or malformed file raises RunFolderError naming it and the place."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunFolderError(f"{path} is missing") from None
+    except UnicodeDecodeError as e:
+        raise RunFolderError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise RunFolderError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
 
 
 def save_torch(path, obj) -> Path:
@@ -118,8 +142,31 @@ def load_weights(path) -> dict:
     """A state dict (or checkpoint of plain tensors and containers), refusing anything that would run code.
 
     `weights_only=True` makes torch's unpickler accept only tensors, numbers, strings and containers;
-    a file that carries a class or function is refused with `pickle.UnpicklingError`."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    a file that carries a class or function is refused with `UnsafeFileError` (a `pickle.UnpicklingError`)
+    and nothing in it runs. A missing, truncated or corrupted file raises `RunFolderError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunFolderError(f"{path} is missing")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower():
+            raise _corrupted(path, e) from None
+        # torch's message suggests weights_only=False, i.e. running the file's code: not passed on.
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
+        raise UnsafeFileError(f"{path} carries code{what}, not only tensors, and was not loaded: mnemo loads "
+                              f"weights as plain data and never runs code from a file. Use weights saved "
+                              f"by mnemo (a state dict of tensors)") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
+        raise _corrupted(path, e) from None
+
+
+def _corrupted(path, e) -> "RunFolderError":
+    msg = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else ""
+    reason = msg if isinstance(e, RuntimeError) and msg else f"{type(e).__name__}{': ' + msg if msg else ''}"
+    return RunFolderError(f"{path} is not a readable PyTorch file: it is truncated or corrupted "
+                          f"({reason}); copy it again, or retrain")
 
 
 def upgrade_state_dict(sd: dict) -> dict:
@@ -157,6 +204,203 @@ def read_log(path) -> list[dict]:
         return [{k: parse(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+# --- errors and the command line --------------------------------------------------------------------
+class RunFolderError(ValueError):
+    """A run folder (or a file mnemo reads) that is missing a part, holds a malformed part, or whose parts do
+    not fit each other; the message names the file and what is wrong."""
+
+
+class UnsafeFileError(RunFolderError, pickle.UnpicklingError):
+    """A weights file that carries code (a pickled class or function); it was refused, nothing in it ran."""
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse with the reason first: `prog: error: REASON` and a one-line hint, not the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n  (python {self.prog} --help lists every flag)\n")
+
+
+# --- run folders: claim, lock, signals ---------------------------------------------------------------
+RUN_FILES = ("model_config.json", "train_config.json", "tokenizer.json", "model.pt", "best_model.pt",
+             "checkpoint.pt", "log.csv", "README.md")
+LOCK_FILE = "training.lock"
+_HELD: set[Path] = set()  # lock files this process holds
+
+
+def run_files(folder) -> list[str]:
+    """The run-folder files present in `folder` (none: it holds no run and may become one)."""
+    folder = Path(folder)
+    return [n for n in RUN_FILES if (folder / n).exists()]
+
+
+def _process_start(pid: int) -> str | None:
+    """When process `pid` started (Linux /proc ticks), to tell a live holder from a reused pid; None elsewhere."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields_ = stat[stat.rindex(")") + 2:].split()
+    return None if fields_[0] == "Z" else fields_[19]  # state, ..., starttime (field 22 of proc(5))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():
+        return _process_start(pid) is not None  # a zombie has exited
+    return True
+
+
+def lock_holder(folder) -> dict | None:
+    """Who holds `folder`'s lock: {pid, host, started, command, stale} or None when there is no lock file.
+    A lock is stale when its process, on this host, is gone (killed before it could remove the file)."""
+    path = Path(folder) / LOCK_FILE
+    for attempt in range(3):
+        try:
+            holder = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(holder, dict) and isinstance(holder.get("pid"), int):
+                break
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)  # the holder may be writing it right now
+    else:
+        return {"pid": None, "host": "?", "started": "?", "command": "?", "stale": False, "unreadable": True}
+    here = holder.get("host") == socket.gethostname()
+    pid = holder["pid"]
+    gone = here and (not _alive(pid) or (holder.get("proc_start") not in (None, _process_start(pid)))
+                     or (pid == os.getpid() and path.resolve() not in _HELD))
+    return {**holder, "stale": gone}
+
+
+def _describe(holder: dict, lock: Path) -> str:
+    if holder.get("unreadable"):
+        return (f"an unknown process (its lock file {lock} cannot be read); if no training is running there, "
+                f"delete {lock}")
+    return (f"process {holder['pid']} on {holder.get('host')} (started {holder.get('started')}: "
+            f"{holder.get('command')}); wait for it to finish or stop it, or train into another --out. If that "
+            f"process is gone, delete {lock}")
+
+
+class RunLock:
+    """`with RunLock(folder):` — this process is the one writer of `folder`.
+
+    The lock is a file created with O_CREAT | O_EXCL (atomic: of two processes, exactly one creates it)
+    holding the pid, host, start time and command of its holder. A second writer gets a RunFolderError
+    naming the holder; a lock left by a process that was killed is recognised as stale and taken over.
+    The file is removed on exit, also when the body raises."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_FILE
+
+    def __enter__(self) -> "RunLock":
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "proc_start": _process_start(os.getpid()),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join([Path(sys.executable).name, *sys.argv])}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_UMASK)
+            except FileExistsError:
+                holder = lock_holder(self.folder)
+                if holder is None:
+                    continue  # released meanwhile
+                if not holder["stale"]:
+                    raise RunFolderError(f"{self.folder} is being written by {_describe(holder, self.path)}") from None
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(info, f)
+            _HELD.add(self.path.resolve())
+            return self
+        raise RunFolderError(f"could not take the lock {self.path}: other processes keep taking it")
+
+    def __exit__(self, *exc) -> None:
+        _HELD.discard(self.path.resolve())
+        self.path.unlink(missing_ok=True)
+
+
+def check_writable(folder) -> Path:
+    """Create `folder` (and its parents) and write a file in it, so a run that cannot save fails at once,
+    before any data is read or model built, with a message naming the folder. What it created, it removes."""
+    folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # removed again: no empty folder is left
+    try:                                                             # behind if the run fails before it starts
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test.")
+        os.close(fd)
+        os.unlink(probe)
+        for p in made:
+            p.rmdir()
+    except OSError as e:
+        where = e.filename if getattr(e, "filename", None) else folder
+        raise RunFolderError(f"cannot write the run folder {folder}: {e.strerror or e} ({where}); choose an "
+                             f"--out in a folder you can write") from None
+    return folder
+
+
+def prepare_run_folder(folder, overwrite: bool = False, resume: bool = False) -> Path:
+    """Check, before any work, that `folder` can take this run: no live process writes it, it does not
+    already hold a run (unless `overwrite`, or `resume` to continue that run), and it can be written."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise RunFolderError(f"the run folder {folder} is a file, not a folder; choose another --out")
+    holder = lock_holder(folder)
+    if holder is not None and not holder["stale"]:
+        raise RunFolderError(f"{folder} is being written by {_describe(holder, folder / LOCK_FILE)}")
+    if not (overwrite or resume):
+        refuse_existing_run(folder)
+    return check_writable(folder)
+
+
+def refuse_existing_run(folder) -> None:
+    """RunFolderError if `folder` holds a run's files: a run is never replaced without being asked."""
+    present = run_files(folder)
+    if present:
+        resume = (f"Continue it with: python train.py --resume {folder} (Trainer.resume), train"
+                  if "checkpoint.pt" in present else "It has no checkpoint.pt to resume from: train")
+        raise RunFolderError(f"{folder} already holds a run ({', '.join(present)}); it was not touched. {resume} "
+                             f"into another --out, or replace it with --overwrite true (overwrite=True)")
+
+
+def clear_run(folder) -> list[str]:
+    """Remove the run files of `folder` (for an explicit overwrite); other files are left alone."""
+    present = run_files(folder)
+    for name in present:
+        (Path(folder) / name).unlink()
+    return present
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM (what `kill` and job schedulers send) raises KeyboardInterrupt as Ctrl-C
+    does, so the code that saves on Ctrl-C saves on SIGTERM too. Only the first SIGTERM raises (a second one
+    while saving is ignored); the previous handler is restored on exit. Outside the main thread (where Python
+    cannot set handlers) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = []
+
+    def handler(signum, frame):
+        if not fired:
+            fired.append(signum)
+            raise KeyboardInterrupt("SIGTERM")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 # --- runs -------------------------------------------------------------------------------------------
 def run_dirs(root=TRAINED) -> list[Path]:
     """Every finished-or-checkpointed run folder (config, log and weights written) under `root`, by name."""
@@ -164,33 +408,151 @@ def run_dirs(root=TRAINED) -> list[Path]:
                   if (p.parent / "log.csv").exists() and (p.parent / "model.pt").exists())
 
 
+def run_status(folder) -> str:
+    """'training' (a live process holds its lock), 'finished' (its log reached train_config's max_iters),
+    or 'unfinished' (interrupted, stopped on a non-finite loss, or its log or config cannot be read).
+    The one definition of a finished run: comparisons leave out the others unless asked."""
+    folder = Path(folder)
+    holder = lock_holder(folder)
+    if holder is not None and not holder["stale"]:
+        return "training"
+    try:
+        rows = read_log(folder / "log.csv")
+        max_iters = load_json(folder / "train_config.json")["max_iters"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unfinished"
+    return "finished" if rows and rows[-1]["step"] is not None and rows[-1]["step"] >= max_iters else "unfinished"
+
+
 def shipped_runs() -> list[Path]:
     """The run folders that ship with mnemo, as listed in trained/shipped.txt (one name a line); runs you
-    train yourself sit beside them in trained/ without being listed."""
+    train yourself sit beside them in trained/ without being listed (and git ignores them: .gitignore)."""
     names = [l.strip() for l in (TRAINED / "shipped.txt").read_text().splitlines() if l.strip()]
     return [TRAINED / n for n in names if not n.startswith("#")]
+
+
+def run_ref(folder) -> str:
+    """How to name `folder` to load_run: its name when it sits in trained/, else its absolute path."""
+    folder = Path(folder).resolve()
+    return folder.name if folder.parent == TRAINED.resolve() else str(folder)
+
+
+def find_run(run_dir) -> Path:
+    """The run folder `run_dir` names: a path (absolute, or relative to the working directory), or the name
+    of a folder under trained/. FileNotFoundError, listing the runs, when there is none."""
+    path = Path(run_dir).expanduser()
+    if not path.exists() and not path.is_absolute() and (TRAINED / path).exists():
+        path = TRAINED / path
+    if not path.is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a run folder ({'it is a file' if path.exists() else 'no such folder'}"
+                                f"); give a path to one or a name under {TRAINED}: {[p.name for p in run_dirs()]}")
+    if not (path / "model_config.json").exists():
+        raise FileNotFoundError(f"{path} is not a run folder (no model_config.json); runs under {TRAINED}: "
+                                f"{[p.name for p in run_dirs()]}")
+    return path
+
+
+def load_configs(run_dir) -> dict:
+    """{"model": ModelConfig, "train": TrainConfig} of a run folder; a missing, malformed or invalid config
+    raises RunFolderError naming the file."""
+    from config import ConfigError, ModelConfig, TrainConfig, config_from_dict
+    run_dir, cfgs = Path(run_dir), {}
+    for key, name, cls in (("model", "model_config.json", ModelConfig), ("train", "train_config.json", TrainConfig)):
+        d = load_json(run_dir / name)
+        if not isinstance(d, dict):
+            raise RunFolderError(f"{run_dir / name} holds a JSON {type(d).__name__}, not an object of config fields")
+        try:
+            cfg = config_from_dict(d)
+        except (ConfigError, TypeError) as e:
+            raise RunFolderError(f"{run_dir / name}: {e}") from None
+        if not isinstance(cfg, cls):
+            raise RunFolderError(f"{run_dir / name} holds a {type(cfg).__name__}, not a {cls.__name__}"
+                                 + (" (it has no 'arch' field)" if key == "model" else " (it has an 'arch' field)"))
+        cfgs[key] = cfg
+    return cfgs
+
+
+def check_tokenizer(tokenizer, mcfg, path) -> None:
+    """The tokenizer saved at `path` must be the one the model was trained with: same name, same size."""
+    if tokenizer.vocab_size != mcfg.vocab_size:
+        raise RunFolderError(f"{path} has {tokenizer.vocab_size} tokens but model_config.json says vocab_size = "
+                             f"{mcfg.vocab_size}: it is not the tokenizer this model was trained with (the model "
+                             f"would produce ids it cannot decode, or be fed ids it has no embedding for)")
+    if tokenizer.name != mcfg.tokenizer:
+        raise RunFolderError(f"{path} is the tokenizer {tokenizer.name!r} but model_config.json says tokenizer = "
+                             f"{mcfg.tokenizer!r}")
+
+
+def check_state_dict(state: dict, model, path, config_name: str = "model_config.json") -> None:
+    """`state` (read from `path`) must have exactly the names and shapes of `model`, built from `config_name`;
+    otherwise RunFolderError says how they differ (layer counts first, then names and shapes)."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise RunFolderError(f"{path} is not a state dict (a mapping of parameter names to tensors)")
+    want = model.state_dict()
+    if state.keys() == want.keys() and all(state[k].shape == want[k].shape for k in want):
+        return
+    problems = []
+
+    def layers(keys) -> dict[str, set[int]]:
+        out = {}
+        for k in keys:
+            m = re.match(r"(.*?)\.(\d+)\.", k)
+            if m:
+                out.setdefault(m.group(1), set()).add(int(m.group(2)))
+        return out
+
+    have, need = layers(state), layers(want)
+    field_of = {"blocks": "n_layer"}
+    for name in sorted(have.keys() | need.keys()):
+        a, b = have.get(name, set()), need.get(name, set())
+        if len(a) != len(b):
+            span = lambda ids: "none" if not ids else f"{name}.{min(ids)}" + (f"-{max(ids)}" if len(ids) > 1 else "")
+            count = lambda ids: f"{len(ids)} {name[:-1] if len(ids) == 1 and name.endswith('s') else name}"
+            fld = field_of.get(name)
+            says = (f"{config_name} says {fld} = {getattr(model.cfg, fld)}" if fld and hasattr(model, "cfg")
+                    else f"the model {config_name} describes has {count(b)} ({span(b)})")
+            problems.append(f"{Path(path).name} has weights for {count(a)} ({span(a)}) but {says}")
+    if not problems:
+        missing, extra = sorted(want.keys() - state.keys()), sorted(state.keys() - want.keys())
+        shapes = [f"{k} is {tuple(state[k].shape)} in the file but {tuple(want[k].shape)} in the model"
+                  for k in want.keys() & state.keys() if state[k].shape != want[k].shape]
+        if shapes:
+            problems.append("; ".join(sorted(shapes)[:3]) + (f" (and {len(shapes) - 3} more)" if len(shapes) > 3 else ""))
+        if missing:
+            problems.append(f"missing {missing[:3]}" + (f" and {len(missing) - 3} more" if len(missing) > 3 else ""))
+        if extra:
+            problems.append(f"unexpected {extra[:3]}" + (f" and {len(extra) - 3} more" if len(extra) > 3 else ""))
+    raise RunFolderError(f"{path} does not fit {config_name}: " + "; ".join(problems)
+                         + f". The weights and {config_name} come from different models")
 
 
 def load_run(run_dir, which: str = "model", device: str = "cpu"):
     """(model, {"model": ModelConfig, "train": TrainConfig}, tokenizer) rebuilt from a run folder.
 
-    run_dir: a path, or the name of a folder under trained/.
-    which: "model" (last weights) or "best_model" (lowest validation loss)."""
-    from config import config_from_dict
+    run_dir: a path to a run folder (anywhere), or the name of a folder under trained/.
+    which: "model" (last weights) or "best_model" (lowest validation loss).
+    The parts are checked against each other (configs valid, tokenizer of the model's size and name, weights
+    of the model's names and shapes, weights without code): a wrong part raises RunFolderError naming the
+    file and what is wrong."""
     from modules import build_model
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer, TokenizerFileError
 
-    run_dir = Path(run_dir)
-    if not run_dir.exists() and (TRAINED / run_dir).exists():
-        run_dir = TRAINED / run_dir
-    if not (run_dir / "model_config.json").exists():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no model_config.json); runs: "
-                                f"{[p.name for p in run_dirs()]}")
     if which not in ("model", "best_model"):
         raise ValueError(f"which = {which!r}; choose 'model' or 'best_model'")
-    cfgs = {"model": config_from_dict(load_json(run_dir / "model_config.json")),
-            "train": config_from_dict(load_json(run_dir / "train_config.json"))}
-    tokenizer = Tokenizer.load(run_dir / "tokenizer.json")
+    run_dir = find_run(run_dir)
+    cfgs = load_configs(run_dir)
+    try:
+        tokenizer = Tokenizer.load(run_dir / "tokenizer.json")
+    except TokenizerFileError as e:
+        raise RunFolderError(str(e)) from None
+    check_tokenizer(tokenizer, cfgs["model"], run_dir / "tokenizer.json")
+    weights = run_dir / f"{which}.pt"
+    if which == "best_model" and not weights.exists() and (run_dir / "model.pt").exists():
+        raise RunFolderError(f"{weights} is missing (shipped runs leave it out to stay small); load model.pt, "
+                             f"the last weights, with which='model'")
+    state = load_weights(weights)
     model = build_model(cfgs["model"])
-    model.load_state_dict(upgrade_state_dict(load_weights(run_dir / f"{which}.pt")))
+    state = upgrade_state_dict(state)
+    check_state_dict(state, model, weights)
+    model.load_state_dict(state)
     return model.to(device).eval(), cfgs, tokenizer

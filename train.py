@@ -11,8 +11,11 @@ gradient accumulation, clipping (the pre-clip norm is logged), evaluation on a f
 batches, one CPU thread by default, everything seeded. Every `eval_interval` steps a row goes to `log.csv`
 and a checkpoint (model, optimizer, step, RNG and data-sampler state) is written atomically, so
 `--resume` continues exactly as an uninterrupted run would. A non-finite loss or gradient stops the run
-and keeps the last good checkpoint; Ctrl-C saves and stops. Architecture hooks go through
-`model.on_step(progress)`: the loop never branches on the architecture.
+and keeps the last good checkpoint; Ctrl-C (or SIGTERM, what `kill` and job schedulers send) saves and
+stops. Nothing is lost: a folder that already holds a run is refused (`--resume` it, or `--overwrite
+true`), a run folder is locked while a process writes it, and the folder is checked to be writable before
+any work. Architecture hooks go through `model.on_step(progress)`: the loop never branches on the
+architecture.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from tqdm.auto import tqdm
 
 import tools
 from config import MODEL_CONFIGS, ConfigError, ModelConfig, TrainConfig, config_from_dict, model_class
-from data import Corpus, layout_of, make_task
+from data import Corpus, DownloadError, corpus_name, layout_of, make_task
 from modules import build_model
 from tokenizers import Tokenizer
 
@@ -110,15 +113,22 @@ class Trainer:
     """Trains one run folder: `Trainer(mcfg, tcfg, out).run()`, or `Trainer.resume(out).run()`.
 
     Building a Trainer seeds the global RNGs (Python, NumPy, torch) with `tcfg.seed` and sets torch's
-    thread count to `tcfg.threads`: a run is reproducible only if nothing else draws from them meanwhile."""
+    thread count to `tcfg.threads`: a run is reproducible only if nothing else draws from them meanwhile.
+
+    Before any data is read, the run folder is checked: a folder that already holds a run is refused unless
+    `overwrite` (its run files are then removed when `run()` starts), a folder another process is writing is
+    refused, and one that cannot be written is refused (`tools.RunFolderError`)."""
 
     def __init__(self, mcfg: ModelConfig, tcfg: TrainConfig, out=None, progress: bool = True,
-                 verbose: bool = True):
+                 verbose: bool = True, overwrite: bool = False, *, _resume: bool = False):
+        name = tcfg.task or corpus_name(tcfg.data)
+        self.out = Path(out) if out else tools.TRAINED / f"{mcfg.arch}-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        tools.prepare_run_folder(self.out, overwrite=overwrite, resume=_resume)
+        self.overwrite, self.claimed = overwrite, _resume  # claimed: the folder's run files are this run's
         tools.set_threads(tcfg.threads)
         tools.seed_everything(tcfg.seed)
         self.tcfg, self.progress, self.verbose = tcfg, progress, verbose
         self.src, self.mcfg = make_source(mcfg, tcfg, progress)
-        self.out = Path(out) if out else tools.TRAINED / f"{mcfg.arch}-{self.src.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.model = build_model(self.mcfg)
         self.optimizer = torch.optim.AdamW(self.model.param_groups(tcfg.weight_decay), lr=tcfg.lr,
                                            betas=(tcfg.beta1, tcfg.beta2))
@@ -137,12 +147,25 @@ class Trainer:
         (e.g. a larger max_iters; the schedule then differs from the original run's)."""
         out = Path(out)
         if not (out / "checkpoint.pt").exists():
-            raise FileNotFoundError(f"{out} has no checkpoint.pt to resume from")
-        mcfg = config_from_dict(tools.load_json(out / "model_config.json"))
-        tcfg = replace(config_from_dict(tools.load_json(out / "train_config.json")), **overrides)
-        self = cls(mcfg, tcfg, out, progress, verbose)
+            shipped = " (shipped runs leave it out: they can be evaluated and sampled, not resumed)" \
+                if out.resolve().parent == tools.TRAINED.resolve() else ""
+            raise FileNotFoundError(f"{out} has no checkpoint.pt to resume from{shipped}")
+        cfgs = tools.load_configs(out)
+        tcfg = replace(cfgs["train"], **overrides)
+        self = cls(cfgs["model"], tcfg, out, progress, verbose, _resume=True)
+        saved = out / "tokenizer.json"
+        if saved.exists() and Tokenizer.load(saved).hash() != self.src.tokenizer.hash():
+            raise tools.RunFolderError(f"{saved} differs from the tokenizer rebuilt from data = {tcfg.data!r}: "
+                                       f"the corpus changed since the run began, so its ids no longer mean "
+                                       f"what the model learned; resume with the original data")
         ck = tools.load_weights(out / "checkpoint.pt")
-        self.model.load_state_dict(tools.upgrade_state_dict(ck["model"]))
+        need = {"model", "optimizer", "step", "tokens", "elapsed", "best", "pending", "rng", "data_rng"}
+        if not isinstance(ck, dict) or need - ck.keys():
+            raise tools.RunFolderError(f"{out / 'checkpoint.pt'} is not a mnemo checkpoint: it lacks "
+                                       f"{sorted(need - set(ck) if isinstance(ck, dict) else need)}")
+        ck["model"] = tools.upgrade_state_dict(ck["model"])
+        tools.check_state_dict(ck["model"], self.model, out / "checkpoint.pt")
+        self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.step, self.tokens, self.elapsed, self.best = ck["step"], ck["tokens"], ck["elapsed"], ck["best"]
         self.pending = PendingRow.from_dict(ck["pending"])
@@ -217,7 +240,24 @@ class Trainer:
         return total, norm, tokens, aux
 
     def run(self) -> "Trainer":
-        """Train to max_iters (or until stopped), keeping the run folder up to date all along."""
+        """Train to max_iters (or until stopped), keeping the run folder up to date all along. The folder is
+        locked meanwhile (a second writer is refused), and SIGTERM stops and saves as Ctrl-C does."""
+        with tools.RunLock(self.out), tools.sigterm_as_interrupt():
+            self.claim()
+            self._run()
+        return self
+
+    def claim(self) -> None:
+        """Under the lock: the folder must still hold no other run (one may have finished there since this
+        Trainer was built); with overwrite, the old run's files go now."""
+        if self.claimed:
+            return
+        if not self.overwrite:
+            tools.refuse_existing_run(self.out)
+        tools.clear_run(self.out)
+        self.claimed = True
+
+    def _run(self) -> None:
         t, m = self.tcfg, self.model
         self.out.mkdir(parents=True, exist_ok=True)
         self.save_configs()
@@ -247,15 +287,15 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.3f}")
                 if self.due():
                     self.log()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             # A step cut in the middle is dropped: its parameters were not updated, and the RNG states from
             # its start are saved, so a resume repeats it as if it had never begun.
             self.checkpoint(*unfinished) if unfinished else self.checkpoint()
-            self.stopped = f"interrupted at step {self.step}; continue with: python train.py --resume {self.out}"
+            by = f" by {e.args[0]}" if e.args else ""
+            self.stopped = f"interrupted{by} at step {self.step}; continue with: python train.py --resume {self.out}"
         finally:
             bar.close()
         self.write_readme()
-        return self
 
     # --- reporting --------------------------------------------------------------------------------
     def sample(self) -> str:
@@ -269,26 +309,47 @@ class Trainer:
                                  temperature=0.8, top_k=50, seed=self.tcfg.seed)
 
     def summary(self) -> dict:
-        last = self.rows[-1]
+        """The run's figures. Finished: `final_val_loss` (and task accuracies) of the last evaluation. Stopped
+        early: `eval_step` and `val_loss` of the last evaluation made, which is not a final value."""
+        last = self.rows[-1] if self.rows else {}
         out = {"arch": self.mcfg.arch, "params": self.model.num_params(), "data": self.src.name,
                "tokenizer": self.src.tokenizer.name, "tokenizer_hash": self.src.tokenizer.hash(),
-               "steps": self.step, "tokens": self.tokens, "train_seconds": round(self.elapsed, 1),
-               "final_val_loss": round(last["val_loss"], 4), "best_val_loss": round(self.best, 4)}
+               "steps": self.step, "tokens": self.tokens, "train_seconds": round(self.elapsed, 1)}
+        if not self.stopped:
+            out["final_val_loss"] = round(last["val_loss"], 4)
+        else:
+            out["eval_step"] = int(last["step"]) if last else None
+            out["val_loss"] = round(last["val_loss"], 4) if last else None
+        out["best_val_loss"] = round(self.best, 4) if math.isfinite(self.best) else None
         for k in self.columns[len(tools.LOG_COLUMNS):]:
             if last.get(k) is not None:
                 out[k] = round(last[k], 4)
         return out
 
+    def evaluation_note(self, s: dict) -> str:
+        """After a stop: which evaluation the numbers come from, so none passes for a final one."""
+        if not self.stopped:
+            return ""
+        if s["eval_step"] is None:
+            return "No evaluation was made before the stop: there is no validation loss yet."
+        if s["eval_step"] == 0:
+            return ("The only evaluation was at step 0, of the untrained model: its validation loss "
+                    f"({s['val_loss']}) says nothing about training yet.")
+        return (f"The figures are from the last evaluation, at step {s['eval_step']} of {self.tcfg.max_iters} "
+                f"planned, before the stop: not final values.")
+
     def write_readme(self) -> None:
         s = self.summary()
         sample = self.sample() if self.tcfg.sample_len and not self.stopped.startswith("non-finite") else ""
         status = self.stopped or "finished"
+        note = self.evaluation_note(s)
         lines = [f"# {self.out.name}", "",
                  f"A `{s['arch']}` model ({s['params']:,} parameters) trained on `{s['data']}` with the "
                  f"`{s['tokenizer']}` tokenizer (hash `{s['tokenizer_hash']}`): {s['steps']} steps, "
                  f"{s['tokens']:,} tokens, {s['train_seconds']} s of training ({status}).", "",
+                 *([note, ""] if note else []),
                  "| " + " | ".join(s) + " |", "|" + "---|" * len(s), "| " + " | ".join(map(str, s.values())) + " |",
-                 "", f"Rebuild: `tools.load_run({str(self.out.name)!r})`; continue: "
+                 "", f"Rebuild: `tools.load_run({tools.run_ref(self.out)!r})`; continue: "
                  f"`python train.py --resume {self.out}`.", ""]
         if sample:
             lines += ["## Sample", "", "```", sample, "```", ""]
@@ -305,13 +366,15 @@ def format_row(row: dict) -> str:
     return "  ".join(parts)
 
 
-def train(mcfg: ModelConfig, tcfg: TrainConfig, out=None, progress: bool = False, verbose: bool = True) -> Trainer:
-    """Train a run from Python (notebooks): returns the finished Trainer (`.model`, `.rows`, `.out`)."""
-    return Trainer(mcfg, tcfg, out, progress, verbose).run()
+def train(mcfg: ModelConfig, tcfg: TrainConfig, out=None, progress: bool = False, verbose: bool = True,
+          overwrite: bool = False) -> Trainer:
+    """Train a run from Python (notebooks): returns the finished Trainer (`.model`, `.rows`, `.out`).
+    A folder `out` that already holds a run is refused unless `overwrite`."""
+    return Trainer(mcfg, tcfg, out, progress, verbose, overwrite).run()
 
 
 # --- command line -----------------------------------------------------------------------------------
-class Parser(argparse.ArgumentParser):
+class Parser(tools.ArgParser):
     def error(self, message):
         """Unknown flags get the closest valid names as a suggestion."""
         if "unrecognized arguments" in message:
@@ -320,7 +383,6 @@ class Parser(argparse.ArgumentParser):
                 if bad.startswith("--"):
                     close = difflib.get_close_matches(bad.split("=")[0], known, n=3)
                     message += f"\n  {bad}: did you mean {' or '.join(close)}?" if close else ""
-            message += "\n  (python train.py --help lists every flag)"
         super().error(message)
 
 
@@ -347,6 +409,8 @@ def build_parser(arch: str) -> Parser:
     p.add_argument("--out", help="run folder (default: trained/<arch>-<data>-<timestamp>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint; other "
                                                    "flags then change its TrainConfig (e.g. --max_iters)")
+    p.add_argument("--overwrite", type=parse_bool, metavar="BOOL", help="replace the run already in --out "
+                                                                        "(default: false: such a folder is refused)")
     p.add_argument("--progress", type=parse_bool, metavar="BOOL", help="show a progress bar (default: true)")
     add_fields(p.add_argument_group(f"model ({MODEL_CONFIGS[arch].__name__})"), MODEL_CONFIGS[arch])
     add_fields(p.add_argument_group("training (TrainConfig)"), TrainConfig)
@@ -355,7 +419,7 @@ def build_parser(arch: str) -> Parser:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = tools.ArgParser(prog="train.py", add_help=False)
     pre.add_argument("--arch", default="gpt")
     arch = pre.parse_known_args(argv)[0].arch
     if arch not in MODEL_CONFIGS:
@@ -363,7 +427,10 @@ def main(argv=None) -> int:
     parser = build_parser(arch)
     args = vars(parser.parse_args(argv))
     out, resume, progress = args.pop("out", None), args.pop("resume", None), args.pop("progress", True)
+    overwrite = args.pop("overwrite", False)
     model_keys = {f.name for f in fields(MODEL_CONFIGS[arch])}
+    if resume and (out or overwrite):
+        parser.error("--resume continues the run in its own folder: leave out --out and --overwrite")
     try:
         if resume:
             extra = sorted(k for k in args if k in model_keys)
@@ -373,10 +440,13 @@ def main(argv=None) -> int:
         else:
             mcfg = config_from_dict({"arch": arch, **{k: v for k, v in args.items() if k in model_keys}})
             tcfg = TrainConfig(**{k: v for k, v in args.items() if k not in model_keys})
-            trainer = Trainer(mcfg, tcfg, out, progress=progress)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+            trainer = Trainer(mcfg, tcfg, out, progress=progress, overwrite=overwrite)
+    except (ConfigError, ValueError, FileNotFoundError, DownloadError) as e:  # RunFolderError is a ValueError
         parser.error(str(e))
-    trainer.run()
+    try:
+        trainer.run()
+    except tools.RunFolderError as e:  # another process took the folder meanwhile
+        parser.error(str(e))
     s = trainer.summary()
     print(f"\nrun folder: {trainer.out}")
     print("  ".join(f"{k} {v}" for k, v in s.items()))

@@ -124,6 +124,8 @@ def main(argv=None) -> int:
     p.add_argument("--evaluate", action="store_true", help="do not train; evaluate the existing run folders")
     p.add_argument("--out", default="trained", help="where the run folders go, relative to the repo (default: "
                                                     "trained)")
+    p.add_argument("--overwrite", action="store_true", help="retrain into run folders that already hold a run "
+                                                            "(without it, such a folder is refused)")
     p.add_argument("--seeds", type=int, nargs="+", default=[SEED],
                    help=f"training seeds; a seed other than {SEED} adds -seed<N> to the folder name")
     a = p.parse_args(argv)
@@ -138,7 +140,7 @@ def main(argv=None) -> int:
         for seed in a.seeds:
             folder = run.folder(out_root, seed)
             if not a.evaluate:
-                train(*run.configs(seed), folder, progress=False, verbose=False)
+                train(*run.configs(seed), folder, progress=False, verbose=False, overwrite=a.overwrite)
             r = score_folder(folder)
             print(f"{folder.name:32} {r['acc']:6.3f} {r['exact']:6.3f} {r['steps']:6d} {r['train_s']:8.1f}  "
                   f"{r['reached'] or '-'}", flush=True)

@@ -66,8 +66,15 @@ def test_vocabulary_is_specials_unk_then_characters_in_code_point_order():
 
 def test_out_of_range_ids_are_refused():
     for bad in (TOK.vocab_size, TOK.vocab_size + 10, -1):
-        with pytest.raises((ValueError, IndexError)):
-            TOK.decode([bad])
+        with pytest.raises(ValueError, match=f"token id {bad} is out of range 0..{TOK.vocab_size - 1}"):
+            TOK.decode([5, bad])
+
+
+def test_generated_text_leaves_out_pad_and_bos():
+    s = TOK.special_ids
+    ids = [s["<bos>"], *TOK.encode("ab"), s["<pad>"], *TOK.encode("c"), s["<sep>"], s["<eos>"]]
+    assert TOK.decode_generated(ids) == "abc<sep><eos>"
+    assert TOK.decode(ids).startswith("<bos>ab<pad>")  # decode itself shows every token
 
 
 def test_repeated_characters_are_refused():

@@ -243,7 +243,7 @@ def test_generate_reads_a_source_text_for_an_encoder_decoder():
     for text, source in zip(out, ["abca", "dd"]):
         ids = generate_ids(m, torch.tensor([[task.tokenizer.bos_id]]), 5, temperature=0,
                            source=Batch(src=torch.tensor([task.tokenizer.encode(source)])))
-        assert text == task.tokenizer.decode(ids[0, 1:].tolist())
+        assert text == task.tokenizer.decode_generated(ids[0, 1:].tolist())
     with pytest.raises(ValueError, match="needs a source"):
         m.init_state(1)
 

@@ -274,6 +274,52 @@ def test_named_remote_corpus_goes_through_the_downloader(server, tmp_path, monke
     assert server.hits == ["/tiny.txt"]  # downloaded once, then read from the cache
 
 
+def test_a_cached_file_is_verified_too(server, tmp_path):
+    """A file put into the cache by hand (or left half-written) is checked like a download."""
+    blob, sha = served(server)
+    remote = Remote(f"{server.url}/corpus.txt", sha, "corpus.txt")
+    (tmp_path / "corpus.txt").write_bytes(blob[:1000])  # a partial copy put there by hand
+    with pytest.raises(DownloadError) as e:
+        download(remote, cache_dir=tmp_path, progress=False)
+    msg = str(e.value)
+    assert str(tmp_path / "corpus.txt") in msg and sha in msg and hashlib.sha256(blob[:1000]).hexdigest() in msg
+    assert "Delete it" in msg and server.hits == []
+    (tmp_path / "corpus.txt").write_bytes(blob)  # the right file by hand: used without a download
+    assert download(remote, cache_dir=tmp_path, progress=False).read_bytes() == blob and server.hits == []
+
+
+def test_an_offline_corpus_is_one_clear_error_not_a_traceback(tmp_path, monkeypatch, capsys):
+    import train
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setattr(data, "CACHE", tmp_path / "cache")
+    url = f"http://127.0.0.1:{closed_port()}/input.txt"
+    monkeypatch.setitem(data.REMOTES, "shakespeare", Remote(url, "0" * 64, "tinyshakespeare.txt"))
+    with pytest.raises(SystemExit) as e:
+        train.main(["--data", "shakespeare", "--out", str(tmp_path / "run"), "--progress", "false"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("train.py: error: could not download")
+    assert "--data builtin" in err and len(err.splitlines()) <= 3
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "bpe-512"])
+def test_a_corpus_that_mentions_special_tokens_is_read_as_text(tmp_path, tokenizer):
+    """This README, any text about tokenizers, mnemo's own source: `<eos>` in a corpus is five characters."""
+    text = "Generation stops at <eos>; prompts start with <bos>, pad with <pad>, split at <sep>.\n" * 40
+    f = tmp_path / "about_tokens.txt"
+    f.write_text(text)
+    c = Corpus.load(str(f), tokenizer, cache_dir=tmp_path, progress=False)
+    ids = np.concatenate([c.splits["train"], c.splits["val"]]).tolist()
+    assert c.tokenizer.decode(ids) == text
+    assert not set(ids) & set(c.tokenizer.special_ids.values())  # no special token came from the text
+
+
+def test_a_char_tokenizer_of_a_text_with_special_strings_keeps_them_apart():
+    tok = CharTokenizer.train("say <eos> here")
+    ids = tok.encode("<eos>")
+    assert len(ids) == 5 and tok.eos_id not in ids and tok.decode(ids) == "<eos>"
+    assert tok.decode([tok.eos_id]) == "<eos>"  # the special token itself still decodes as its name
+
+
 def test_shipped_remotes_are_pinned():
     for name, r in data.REMOTES.items():
         assert r.url.startswith("https://"), name

@@ -311,3 +311,102 @@ def test_inference_cli_on_a_run_folder(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         inference.main([str(tmp_path / "not_a_run")])
     assert e.value.code == 2
+
+
+# --- every sampling argument checked in one place ---------------------------------------------------
+BAD = [
+    (dict(temperature=-1), "temperature = -1 is not valid: use a finite number >= 0"),
+    (dict(temperature=float("nan")), "temperature = nan is not valid"),
+    (dict(temperature=float("inf")), "temperature = inf is not valid"),
+    (dict(top_p=2.0), "top_p = 2.0 is not valid: use a number in (0, 1]"),
+    (dict(top_p=0.0), "top_p = 0.0 is not valid: use a number in (0, 1]"),
+    (dict(min_p=2.0), "min_p = 2.0 is not valid: use a number in [0, 1]"),
+    (dict(min_p=-0.1), "min_p = -0.1 is not valid"),
+    (dict(top_k=-5), "top_k = -5 is not valid: use an integer >= 0"),
+    (dict(top_k=2.5), "top_k = 2.5 is not valid"),
+    (dict(beams=0), "beams = 0 is not valid: use an integer >= 1"),
+    (dict(max_new_tokens=-5), "max_new_tokens = -5 is not valid: use an integer >= 0"),
+    (dict(beams=3, top_p=0.5), "top_p apply to sampling, but beams = 3"),
+]
+
+
+@pytest.mark.parametrize("kw, says", BAD)
+def test_each_bad_sampling_argument_gets_its_message(kw, says):
+    m = make()
+    with pytest.raises(inference.SamplingError) as e:
+        generate(m, TOK, "ab", **{"max_new_tokens": 3, **kw})
+    assert says in str(e.value)
+
+
+@pytest.mark.parametrize("kw, says", BAD)
+def test_the_cli_checks_sampling_arguments_before_loading_anything(kw, says, capsys, monkeypatch):
+    import tools
+    monkeypatch.setattr(tools, "load_run", lambda *a, **k: pytest.fail("the run was loaded before the check"))
+    args = [x for k, v in kw.items() for x in (f"--{k}", str(v))]
+    with pytest.raises(SystemExit) as e:
+        inference.main(["trained/gpt-builtin-reference", *args])
+    err = capsys.readouterr().err
+    name, rest = says.split(" = ", 1)
+    assert e.value.code == 2 and err.startswith("inference.py: error:") and f"--{name}" in err.splitlines()[0]
+    if "invalid int value" not in err:  # argparse itself refuses --top_k 2.5
+        assert rest.split(" is not valid")[-1] in err  # the valid range (the value may print as a float)
+    assert len(err.splitlines()) == 2 and "usage:" not in err  # the reason first, one hint, no usage block
+
+
+def test_valid_edge_values_are_accepted():
+    m = make()
+    for kw in (dict(temperature=0), dict(top_p=1.0), dict(min_p=0.0), dict(min_p=1.0), dict(top_k=0),
+               dict(top_k=10 * V), dict(max_new_tokens=0)):
+        assert isinstance(generate(m, TOK, "ab", **{"max_new_tokens": 3, **kw}), str)
+
+
+# --- streaming and what generated text shows --------------------------------------------------------
+def test_streamed_pieces_arrive_during_generation_and_join_to_the_result():
+    m, pieces, steps = make(), [], []
+    real = m.forward
+
+    def forward(*a, **k):
+        steps.append(len(pieces))
+        return real(*a, **k)
+
+    m.forward = forward
+    out = generate(m, TOK, "ab", max_new_tokens=12, temperature=1.0, seed=3, on_text=pieces.append)
+    assert "".join(pieces) == out and len(pieces) >= 6
+    assert steps[-1] > 0  # text was handed out before the last forward pass, not at the end
+
+
+def test_streaming_holds_back_an_unfinished_character():
+    from tokenizers import load
+    bpe = load("bpe-512")
+    got = []
+    stream = inference.TextStream(bpe, got.append)
+    for i in bpe.encode("a") + list("中".encode("utf-8")) + bpe.encode("b"):
+        stream(torch.tensor([[i]]))
+    stream.flush()
+    assert "".join(got) == "a中b" and all("\ufffd" not in g for g in got)
+
+
+def test_generated_text_leaves_out_pad_and_bos():
+    class Says(StandIn):
+        """Always the same next tokens, in turn: <bos> x <pad> y <eos>."""
+        max_context = None
+
+        def __init__(self):
+            super().__init__()
+            self.seq = [TOK.bos_id, TOK.encode("x")[0], TOK.pad_id, TOK.encode("y")[0], TOK.eos_id]
+            self.n = 0
+
+        def forward(self, x, state=None):
+            logits = torch.full((x.shape[0], x.shape[1], V), -1e9)
+            logits[:, -1, self.seq[min(self.n, 4)]] = 0
+            self.n += 1
+            return Output(logits, None, state)
+
+    assert generate(Says(), TOK, "a", max_new_tokens=10, temperature=0) == "xy"
+
+
+def test_a_prompt_that_mentions_special_tokens_is_text():
+    from tokenizers import load
+    bpe = load("bpe-512")
+    m = make(vocab=bpe.vocab_size)
+    assert isinstance(generate(m, bpe, "ends with <eos>", max_new_tokens=3, temperature=0), str)

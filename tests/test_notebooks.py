@@ -95,3 +95,26 @@ def test_no_notebook_reads_the_design_folder_or_ignores_every_cell():
         if with_output and len(ignored) == len(with_output):
             problems.append(f"{p.name}: nbval ignores every cell that has output")
     assert not problems, "\n".join(problems)
+
+
+def test_every_notebook_finds_the_repository_by_walking_up():
+    """A notebook copied out of notebooks/ (to the repo root, to another folder in it) still imports mnemo."""
+    import os
+    import subprocess
+    import sys
+    root = NOTEBOOKS.parent
+    problems, setups = [], set()
+    for p, nb in notebooks():
+        first = source(code_cells(nb)[0])
+        if 'abspath("..")' in first or "ROOT = next(" not in first:
+            problems.append(f"{p.name}: the first cell must find the root by walking up, not by '..'")
+            continue
+        setups.add(first[:first.index("sys.path.insert(0, str(ROOT))\n")] + "sys.path.insert(0, str(ROOT))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MNEMO_ROOT")}
+    for setup in setups:  # the notebooks share one snippet: each distinct one runs once per place
+        for where in (root, root / "tokenizers", NOTEBOOKS):
+            r = subprocess.run([sys.executable, "-c", setup + "import tools; print(tools.ROOT)"], cwd=where,
+                               env=env, capture_output=True, text=True, timeout=120)
+            if r.returncode != 0 or r.stdout.strip() != str(root):
+                problems.append(f"from {where}: {r.stderr.strip()[-300:] or r.stdout}")
+    assert not problems, "\n".join(problems)

@@ -28,3 +28,23 @@ def test_requirements_pin_torch():
     reqs = [l for l in lines if l and not l.startswith("#")]
     assert "torch==2.13.0" in reqs
     assert all("==" in r for r in reqs), f"every requirement is pinned: {reqs}"
+
+
+def test_the_main_job_is_short_and_its_measured_time_is_stated():
+    """The README states times that were measured, with the conditions, and the default job fits them."""
+    from config import GPTConfig, TrainConfig
+    t, m = TrainConfig(), GPTConfig()  # what python train.py trains
+    assert t.max_iters * t.batch_size * m.block_size <= 1_000_000  # measured: 819,200 tokens in 111 s, one core
+    start = README.index("## Two commands")
+    section = README[start:README.index("## What you can do")]
+    assert f"{t.max_iters} steps" in section and "about 3 minutes" not in README
+    assert "measured" in section and "2 CPU cores" in section and "load average" in section
+    assert "TESTS_TIME" not in section and "NOTEBOOKS_TIME" not in section
+    assert "`python train.py`" in section and "`bash tests/run.sh`" in section
+
+
+def test_the_readme_gives_the_cpu_only_torch_install():
+    pin = next(l.strip() for l in (ROOT / "requirements.txt").read_text().splitlines() if l.startswith("torch=="))
+    assert f"pip install {pin} --index-url https://download.pytorch.org/whl/cpu" in README
+    assert "CUDA build" in README and "keep it pinned (an unpinned torch" not in README
+    assert "unpinned torch pulls" not in (ROOT / "requirements.txt").read_text()

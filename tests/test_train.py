@@ -543,3 +543,34 @@ def test_cli_tiny_run_and_resume(tmp_path, capsys):
     assert weights(out / "checkpoint.pt")["step"] == 4
     code, err = main_exit(capsys, "--resume", out, "--n_layer", 2)  # the model cannot change on resume
     assert code == 2 and "n_layer" in err
+
+
+# --- a corpus is text, whatever it says -------------------------------------------------------------
+def test_a_corpus_containing_special_token_text_trains_with_bpe(tmp_path):
+    """mnemo's own README and sources mention <eos>, <bos>, <pad> and <sep>: they train with --tokenizer bpe-N,
+    and the README's sample (whose prompt holds such text) is generated from them."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8") + (ROOT / "tokenizers" / "base.py").read_text()
+    assert all(s in text for s in ("<eos>", "<bos>", "<pad>", "<sep>"))
+    corpus = tmp_path / "mnemo_text.txt"
+    corpus.write_text(text * 2)
+    t = trainer(tmp_path / "bpe", m=mcfg(tokenizer="bpe-512"), t=tcfg(data=str(corpus), max_iters=2, sample_len=8))
+    t.src.val[0].x[0, :16] = torch.tensor(t.src.tokenizer.encode_ordinary("stop at <eos> or <pad>")[:16])
+    t.run()
+    assert t.stopped == "" and t.mcfg.vocab_size == 512 and "## Sample" in (t.out / "README.md").read_text()
+    model, _, tok = tools.load_run(t.out)
+    assert tok.name == "bpe-512"
+
+
+# --- command-line errors lead with the reason -------------------------------------------------------
+@pytest.mark.parametrize("module, args", [("train", ["--lr", "fast"]), ("train", ["--n_layr", "3"]),
+                                          ("inference", []), ("model_comparison", ["--plott", "x.png"])])
+def test_every_cli_error_leads_with_the_reason_and_a_one_line_hint(module, args, capsys):
+    import importlib
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert e.value.code == 2 and lines[0].startswith(f"{module}.py: error: ")
+    assert "usage:" not in err and lines[-1].strip() == f"(python {module}.py --help lists every flag)"
+    assert len(lines) <= 3, err

@@ -31,6 +31,11 @@ class Tokenizer:
     def decode(self, ids) -> str:
         raise NotImplementedError
 
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Text -> ids with every special-token string (`<eos>` written in the text) encoded as plain text.
+        This is how corpora and prompts are read: text is text; special tokens enter as ids."""
+        return self.encode(text)
+
     @property
     def vocab_size(self) -> int:
         raise NotImplementedError
@@ -67,6 +72,19 @@ class Tokenizer:
     @property
     def eos_id(self) -> int:
         return self.special_ids["<eos>"]
+
+    def decode_generated(self, ids) -> str:
+        """Generated ids as text for a reader: `<pad>` and `<bos>`, which stand for no text, are left out
+        (`<sep>` and `<eos>` stay visible: they mark where a prompt or a document ends)."""
+        drop = {self.pad_id, self.bos_id}
+        return self.decode([i for i in map(int, ids) if i not in drop])
+
+    def check_ids(self, ids) -> None:
+        """Raise ValueError naming the first id outside 0..vocab_size-1."""
+        for i in map(int, ids):
+            if not 0 <= i < self.vocab_size:
+                raise ValueError(f"token id {i} is out of range 0..{self.vocab_size - 1} of the tokenizer "
+                                 f"{self.name!r} ({self.vocab_size} tokens)")
 
     def display(self, text: str, sep: str = "|") -> str:
         """The text with its token boundaries made visible: `Hel|lo| world`."""

@@ -46,13 +46,13 @@ class CharTokenizer(Tokenizer):
         return [get(c, unk) for c in text]
 
     def decode(self, ids) -> str:
-        n = len(self.specials)
-        return "".join(self.chars[i - n] if i >= n else self._special_text(i) for i in map(int, ids))
-
-    def _special_text(self, i: int) -> str:
-        if i < 0 or i >= self.vocab_size:
-            raise ValueError(f"token id {i} is out of range 0..{self.vocab_size - 1}")
-        return UNK_TEXT if i == self.unk_id else self.specials[i]
+        n, size = len(self.specials), self.vocab_size
+        out = []
+        for i in map(int, ids):
+            if not 0 <= i < size:
+                self.check_ids([i])  # raises, naming the id and the valid range
+            out.append(self.chars[i - n] if i >= n else UNK_TEXT if i == self.unk_id else self.specials[i])
+        return "".join(out)
 
     def pieces(self, text: str) -> list[str]:
         return [self.decode([i]) for i in self.encode(text)]

@@ -1,0 +1,323 @@
+"""Nothing lost, every error clear (issue 7): a run folder is never overwritten silently, is locked while a
+process writes it, saves on SIGTERM as on Ctrl-C, is checked to be writable before any work, and is checked
+part against part when loaded, with errors that name the file."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import data
+import tools
+import train
+from config import TrainConfig, model_config
+from tokenizers import CharTokenizer
+from train import Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_cache(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    path = tmp_path_factory.mktemp("mnemo_cache")
+    mp.setattr(data, "CACHE", path)
+    yield path
+    mp.undo()
+
+
+def mcfg(**kw):
+    return model_config("gpt", **{**dict(n_layer=1, d_model=32, n_head=2, block_size=16), **kw})
+
+
+def tcfg(**kw):
+    return TrainConfig(**{**dict(max_iters=4, eval_interval=2, eval_iters=1, batch_size=2, warmup_iters=1,
+                                 sample_len=0), **kw})
+
+
+def run(out, **kw):
+    return Trainer(mcfg(), tcfg(**kw), out, progress=False, verbose=False).run()
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory, private_cache):
+    """A finished tiny run, copied by the tests that damage it."""
+    return run(tmp_path_factory.mktemp("runs") / "done").out
+
+
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in Path(folder).iterdir() if p.is_file()}
+
+
+def cli(*args, cache, **popen):
+    env = {**os.environ, "MNEMO_CACHE": str(cache), "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    return subprocess.Popen([sys.executable, "train.py", *map(str, args)], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+
+
+TINY = ["--n_layer", 1, "--d_model", 32, "--n_head", 2, "--block_size", 16, "--batch_size", 2, "--eval_iters", 1,
+        "--sample_len", 0, "--progress", "false", "--schedule", "constant", "--warmup_iters", 1]
+
+
+# --- 1. an existing run is never replaced silently --------------------------------------------------
+def test_out_on_an_existing_run_is_refused_and_the_run_is_untouched(done, tmp_path, capsys):
+    before = snapshot(done)
+    with pytest.raises(tools.RunFolderError) as e:
+        Trainer(mcfg(), tcfg(), done, progress=False, verbose=False)
+    msg = str(e.value)
+    assert str(done) in msg and "--resume" in msg and "--overwrite true" in msg
+    code = None
+    try:
+        train.main(["--out", str(done), *map(str, TINY)])
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2 and "already holds a run" in err and err.startswith("train.py: error:")
+    assert snapshot(done) == before
+
+
+def test_overwrite_replaces_the_run_and_an_empty_folder_is_fine(done, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(done, out)
+    (out / "notes.txt").write_text("mine")
+    t = Trainer(mcfg(), tcfg(max_iters=2, seed=7), out, progress=False, verbose=False, overwrite=True).run()
+    assert [r["step"] for r in tools.read_log(out / "log.csv")] == [0, 2]
+    assert tools.load_json(out / "train_config.json")["seed"] == 7 and t.stopped == ""
+    assert (out / "notes.txt").read_text() == "mine"  # only run files are replaced
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run(empty)
+    assert tools.run_status(empty) == "finished"
+
+
+def test_a_run_finished_meanwhile_is_not_overwritten_by_a_trainer_built_before(tmp_path):
+    out = tmp_path / "race"
+    late = Trainer(mcfg(), tcfg(seed=5), out, progress=False, verbose=False)  # folder empty when built
+    run(out)                                                                   # another run lands there
+    before = snapshot(out)
+    with pytest.raises(tools.RunFolderError, match="already holds a run"):
+        late.run()
+    assert snapshot(out) == before
+
+
+# --- 2. one writer at a time ------------------------------------------------------------------------
+HOLD = """import sys, time; sys.path.insert(0, {root!r}); import tools
+with tools.RunLock({out!r}):
+    print("locked", flush=True); time.sleep(60)
+"""
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holders_lock_is_stale(tmp_path):
+    out = tmp_path / "shared"
+    second = Trainer(mcfg(), tcfg(), out, progress=False, verbose=False)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD.format(root=str(ROOT), out=str(out))],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(tools.RunFolderError) as e:
+            second.run()
+        assert f"process {holder.pid}" in str(e.value) and "training.lock" in str(e.value)
+        assert tools.run_files(out) == []  # the refused writer wrote nothing
+        with pytest.raises(tools.RunFolderError, match=f"process {holder.pid}"):  # refused before any work too
+            Trainer(mcfg(), tcfg(), out, progress=False, verbose=False)
+        assert tools.run_status(out) == "training"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (out / "training.lock").exists() and tools.lock_holder(out)["stale"]  # SIGKILL left it behind
+    second.run()                                                                   # stale: taken over
+    assert tools.run_status(out) == "finished" and not (out / "training.lock").exists()
+
+
+def test_the_lock_is_released_when_the_run_raises(tmp_path, monkeypatch):
+    out = tmp_path / "boom"
+    t = Trainer(mcfg(), tcfg(), out, progress=False, verbose=False)
+    monkeypatch.setattr(Trainer, "train_step", lambda self, lr: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        t.run()
+    assert not (out / "training.lock").exists()
+
+
+def test_two_cli_writers_at_once_the_second_is_refused(tmp_path):
+    out = tmp_path / "both"
+    first = cli("--out", out, "--max_iters", 100000, "--eval_interval", 1, *TINY, cache=tmp_path / "cache")
+    try:
+        assert first.stdout.readline().startswith("step 0")
+        second = cli("--out", out, "--max_iters", 2, *TINY, cache=tmp_path / "cache")
+        _, err = second.communicate(timeout=120)
+        assert second.returncode == 2 and "Traceback" not in err
+        assert f"being written by process {first.pid}" in err and "train.py --out" in err
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
+    assert tools.load_json(out / "train_config.json")["max_iters"] == 100000  # still the first run's folder
+
+
+# --- 3. SIGTERM saves like Ctrl-C -------------------------------------------------------------------
+def test_sigterm_saves_a_resumable_checkpoint_that_continues_exactly(tmp_path):
+    out = tmp_path / "term"
+    proc = cli("--out", out, "--max_iters", 100000, "--eval_interval", 3, *TINY, cache=tmp_path / "cache")
+    try:
+        rows = [proc.stdout.readline(), proc.stdout.readline()]  # step 0, then step 3: training is under way
+        assert rows[0].startswith("step 0") and rows[1].startswith("step 3"), rows
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1 and "interrupted by SIGTERM" in stderr and "Traceback" not in stderr
+    ck = tools.load_weights(out / "checkpoint.pt")
+    stopped = ck["step"]
+    assert stopped >= 3 and not (out / "training.lock").exists()
+    readme = (out / "README.md").read_text()
+    assert f"interrupted by SIGTERM at step {stopped}" in readme and "final_val_loss" not in readme
+    logged = tools.read_log(out / "log.csv")[-1]["step"]
+    assert f"last evaluation, at step {logged}" in readme
+
+    # resume to a few steps further: the same weights as a run that was never interrupted
+    target = stopped + 2
+    r = cli("--resume", out, "--max_iters", target, "--progress", "false", cache=tmp_path / "cache")
+    assert r.wait(timeout=300) == 0, r.stderr.read()
+    straight = tmp_path / "straight"
+    s = cli("--out", straight, "--max_iters", target, "--eval_interval", 3, *TINY, cache=tmp_path / "cache")
+    assert s.wait(timeout=300) == 0, s.stderr.read()
+    a, b = tools.load_weights(out / "model.pt"), tools.load_weights(straight / "model.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert "finished" in (out / "README.md").read_text()
+
+
+def test_after_an_interruption_the_summary_does_not_call_step_0_final(tmp_path, monkeypatch):
+    real = Trainer.train_step
+
+    def interrupted(self, lr):
+        if self.step == 1:
+            raise KeyboardInterrupt
+        return real(self, lr)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted)
+    t = run(tmp_path / "early")
+    s = t.summary()
+    assert t.stopped.startswith("interrupted at step 1")
+    assert "final_val_loss" not in s and s["eval_step"] == 0
+    readme = (t.out / "README.md").read_text()
+    assert "only evaluation was at step 0, of the untrained model" in readme and "final_val_loss" not in readme
+
+
+# --- 6. a run folder's parts are checked against each other -----------------------------------------
+def damage_json(name, text):
+    return lambda d: (d / name).write_text(text)
+
+
+def edit_config(name, **fields):
+    def edit(d):
+        cfg = json.loads((d / name).read_text())
+        cfg.update(fields)
+        (d / name).write_text(json.dumps(cfg))
+    return edit
+
+
+def truncate(name):
+    return lambda d: (d / name).write_bytes((d / name).read_bytes()[:500])
+
+
+def small_tokenizer(d):
+    CharTokenizer("abc").save(d / "tokenizer.json")
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+@pytest.mark.parametrize("damage, file, says", [
+    (truncate("model.pt"), "model.pt", "truncated or corrupted"),
+    (edit_config("model_config.json", n_layer=3), "model.pt", "has weights for 1 block (blocks.0) but "
+                                                              "model_config.json says n_layer = 3"),
+    (edit_config("model_config.json", d_model=64, n_head=2), "model.pt", "is (32, 32) in the file but (64, 64) in the model"),
+    (small_tokenizer, "tokenizer.json", "has 8 tokens but model_config.json says vocab_size"),
+    (damage_json("model_config.json", '{"arch": "gpt", '), "model_config.json", "not valid JSON"),
+    (damage_json("train_config.json", "[1, 2]"), "train_config.json", "not an object of config fields"),
+    (edit_config("train_config.json", max_iter=3), "train_config.json", "no field(s) ['max_iter']"),
+    (damage_json("tokenizer.json", "{"), "tokenizer.json", "not valid UTF-8 JSON"),
+    (lambda d: (d / "tokenizer.json").unlink(), "tokenizer.json", "does not exist"),
+    (lambda d: torch.save({"w": Evil()}, d / "model.pt"), "model.pt", "carries code (posix.system)"),
+])
+def test_each_damaged_part_is_named_in_the_error(done, tmp_path, capsys, damage, file, says):
+    import inference
+    folder = tmp_path / "damaged"
+    shutil.copytree(done, folder)
+    damage(folder)
+    with pytest.raises(tools.RunFolderError) as e:
+        tools.load_run(folder)
+    msg = str(e.value)
+    assert str(folder / file) in msg and says in msg, msg
+    assert "weights_only=False" not in msg and "weights_only` set to `False" not in msg
+    with pytest.raises(SystemExit) as exit_:  # the command line says the same, without a traceback
+        inference.main([str(folder), "--max_new_tokens", "2"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and says in err and err.startswith("inference.py: error:")
+
+
+def test_resume_checks_the_checkpoint_and_the_configs(done, tmp_path):
+    folder = tmp_path / "ck"
+    shutil.copytree(done, folder)
+    truncate("checkpoint.pt")(folder)
+    with pytest.raises(tools.RunFolderError, match=f"{folder / 'checkpoint.pt'} is not a readable PyTorch file"):
+        Trainer.resume(folder, progress=False, verbose=False)
+    shutil.copy(done / "checkpoint.pt", folder / "checkpoint.pt")
+    edit_config("model_config.json", n_layer=2)(folder)
+    with pytest.raises(tools.RunFolderError, match="checkpoint.pt has weights for 1 block .* n_layer = 2"):
+        Trainer.resume(folder, progress=False, verbose=False)
+
+
+# --- 8. the run folder must be writable, checked before any work ------------------------------------
+def test_an_unwritable_out_fails_before_the_data_is_read(tmp_path, monkeypatch, capsys):
+    def no_data(*a, **k):
+        raise AssertionError("the data was read before the run folder was checked")
+
+    monkeypatch.setattr(train, "make_source", no_data)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(tools.RunFolderError, match=f"cannot write the run folder {blocker / 'run'}"):
+        Trainer(mcfg(), tcfg(), blocker / "run", progress=False, verbose=False)
+    with pytest.raises(SystemExit) as e:
+        train.main(["--out", str(blocker / "run")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "cannot write the run folder" in err and "--out" in err
+    if os.geteuid() != 0:  # root writes anywhere: a read-only folder stops only other users
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        with pytest.raises(tools.RunFolderError, match="cannot write the run folder"):
+            Trainer(mcfg(), tcfg(), ro / "run", progress=False, verbose=False)
+
+
+# --- 12/13. finished runs, and a run's README names a path that loads -------------------------------
+def test_run_status_tells_finished_from_interrupted(done, tmp_path):
+    assert tools.run_status(done) == "finished"
+    folder = tmp_path / "more"
+    shutil.copytree(done, folder)
+    edit_config("train_config.json", max_iters=8)(folder)  # as if stopped half way
+    assert tools.run_status(folder) == "unfinished"
+    assert all(tools.run_status(p) == "finished" for p in tools.shipped_runs())
+
+
+def test_the_readme_of_a_run_outside_trained_names_a_path_load_run_takes(done, tmp_path, monkeypatch):
+    readme = (done / "README.md").read_text()
+    assert f"tools.load_run({str(done.resolve())!r})" in readme
+    monkeypatch.chdir(tmp_path)
+    model, cfgs, tok = tools.load_run(str(done.resolve()))
+    assert cfgs["train"].max_iters == 4
+    assert tools.run_ref(tools.TRAINED / "gpt-builtin-reference") == "gpt-builtin-reference"
+    tools.load_run("gpt-builtin-reference")  # a name under trained/, from any working directory
+
+
+def test_a_run_that_fails_before_it_starts_leaves_no_empty_folder(tmp_path):
+    out = tmp_path / "deep" / "er" / "run"
+    with pytest.raises(ValueError, match="neither a corpus name"):
+        Trainer(mcfg(), tcfg(data=str(tmp_path / "no_such.txt")), out, progress=False, verbose=False)
+    assert not (tmp_path / "deep").exists()
