@@ -252,6 +252,14 @@ class TrainConfig(Config):
     seed: int = option(1337, "seed for model init, data sampling and dropout", min=0)
     threads: int = option(1, "torch CPU threads (1 keeps timings and losses reproducible)", min=1)
     sample_len: int = option(200, "characters/tokens of the sample printed and stored at the end", min=0)
+    device: str = option("auto", "where to train: auto (cuda if there is one, else mps, else cpu), cpu, cuda, "
+                                 "cuda:N or mps; under torchrun each process takes its own GPU")
+    dtype: str = option("float32", "precision of the forward pass: float32, or bfloat16 / float16 under "
+                                   "autocast (weights, optimizer state and losses stay float32; float16 adds a "
+                                   "gradient scaler); bfloat16 works on CPUs too", choices=("float32", "bfloat16",
+                                                                                          "float16"))
+    compile: bool = option(False, "train through torch.compile(model) (saved weights are the plain model's); "
+                                  "pays off on a GPU, rarely on a CPU")
 
     def __post_init__(self):
         super().__post_init__()

@@ -236,18 +236,19 @@ def generate(model, tokenizer, prompt, max_new_tokens: int = 100, temperature: f
         raise SamplingError("on_text streams one prompt sampled token by token: give a single prompt string "
                             "and beams = 1")
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    device = next(model.parameters(), torch.empty(0)).device  # where the model lives (a stand-in: cpu)
+    generator = torch.Generator(device).manual_seed(seed) if seed is not None else None
     eos = tokenizer.eos_id if stop_at_eos else None
     if ENCODER_DECODER in model.capabilities:
         encoded = [[tokenizer.bos_id] for _ in prompts]
-        sources = [torch.tensor([tokenizer.encode_ordinary(p)]) for p in prompts]
+        sources = [torch.tensor([tokenizer.encode_ordinary(p)], device=device) for p in prompts]
     else:
         encoded = [tokenizer.encode_ordinary(p) or [tokenizer.bos_id] for p in prompts]
     stream = TextStream(tokenizer, on_text, eos) if on_text is not None else None
     outputs: list[str | None] = [None] * len(prompts)
     for length in sorted({len(e) for e in encoded}):
         idx = [i for i, e in enumerate(encoded) if len(e) == length]
-        ids = torch.tensor([encoded[i] for i in idx])
+        ids = torch.tensor([encoded[i] for i in idx], device=device)
         if ENCODER_DECODER in model.capabilities:  # one source at a time: sources differ in length
             new = [(beam_search(model, ids[j:j + 1], beams, max_new_tokens, eos_id=eos, source=Batch(src=sources[i]))
                     if beams > 1 else generate_ids(model, ids[j:j + 1], max_new_tokens, temperature, top_k, top_p,
@@ -284,6 +285,8 @@ def main(argv=None) -> int:
     p.add_argument("--no_cache", action="store_true", help="recompute every step instead of the KV cache")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--best", action="store_true", help="use best_model.pt instead of model.pt")
+    p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:N or mps "
+                                                    "(default: auto)")
     a = p.parse_args(argv)
     try:  # before loading anything: a typo in a flag costs nothing
         check_sampling(a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.min_p, a.beams)
@@ -291,7 +294,7 @@ def main(argv=None) -> int:
         p.error(f"--{e}")
     set_threads(1)
     try:
-        model, _, tok = load_run(a.run, "best_model" if a.best else "model")
+        model, _, tok = load_run(a.run, "best_model" if a.best else "model", device=a.device)
     except (FileNotFoundError, ValueError) as e:
         p.error(str(e))
     prompts = a.prompt or ["\n"]

@@ -33,6 +33,7 @@ class Run:
     model_cfg: object
     train_cfg: object
     log: list[dict]
+    device: str = "cpu"         # where `load` puts the model (and evaluation its batches)
     _model: tuple | None = field(default=None, repr=False)
 
     @property
@@ -42,7 +43,7 @@ class Run:
     def load(self):
         """(model, cfgs, tokenizer), loaded once."""
         if self._model is None:
-            self._model = tools.load_run(self.path)
+            self._model = tools.load_run(self.path, device=self.device)
         return self._model
 
     @property
@@ -97,9 +98,10 @@ def validation_batches(run: Run, n: int = 8, batch_size: int = 16, seed: int = 0
     t = run.train_cfg
     if t.task:
         layout = layout_of(model_class(run.model_cfg.arch))
-        return make_task(t.task, t.task_len, t.task_vocab, t.n_keys).val_batches(n, batch_size, seed, layout)
-    corpus = Corpus.load(t.data, tok, progress=False)
-    return corpus.val_batches(n, batch_size, run.model_cfg.block_size, seed)
+        batches = make_task(t.task, t.task_len, t.task_vocab, t.n_keys).val_batches(n, batch_size, seed, layout)
+    else:
+        batches = Corpus.load(t.data, tok, progress=False).val_batches(n, batch_size, run.model_cfg.block_size, seed)
+    return [b.to(run.device) for b in batches]
 
 
 @torch.no_grad()
@@ -242,6 +244,8 @@ def main(argv=None) -> int:
     p.add_argument("--plot", metavar="PNG", help="save validation-loss curves (vs step, tokens, seconds) here, "
                                                  "one row per kind of loss")
     p.add_argument("--eval", action="store_true", help="also score every run on fixed validation data")
+    p.add_argument("--device", default="cpu", help="where --eval runs the models: auto, cpu, cuda, cuda:N or mps "
+                                                   "(default: cpu)")
     p.add_argument("--readme", action="store_true", help="write the table of the shipped runs "
                                                          "(trained/shipped.txt) into README.md")
     a = p.parse_args(argv)
@@ -255,8 +259,11 @@ def main(argv=None) -> int:
                       + ", ".join(f"{d.name} ({status})" for d, status in skipped)
                       + "; --include_unfinished compares them too", file=sys.stderr)
         runs = load_runs(dirs)
+        tools.pick_device(a.device)  # an unavailable device is refused before any work
     except (FileNotFoundError, ValueError) as e:
         p.error(str(e))
+    for r in runs:
+        r.device = a.device
     if not runs:
         p.error("no finished runs to compare" + ("" if a.runs else " under trained/; train one with python train.py"))
     table = markdown_table(runs)

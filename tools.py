@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,69 @@ def set_rng_state(s: dict) -> None:
     name, keys, pos, has_gauss, gauss = s["numpy"]
     np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(s["torch"])
+
+
+# --- devices and processes ---------------------------------------------------------------------------
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def available_devices() -> list[str]:
+    """The device types torch can use here, best first: cuda, mps, cpu."""
+    found = ["cuda"] if torch.cuda.is_available() else []
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        found.append("mps")
+    return found + ["cpu"]
+
+
+def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """`auto` -> the best device available; `cpu`, `cuda`, `cuda:N`, `mps` -> that one, if it exists here
+    (a message names what does). Under torchrun, `cuda` means this process's own GPU (its local rank)."""
+    available = available_devices()
+    kind = available[0] if name == "auto" else name.split(":")[0]
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device = {name!r} is not a device; choose auto, cpu, cuda, cuda:N or mps")
+    if kind not in available:
+        raise ValueError(f"device = {name!r} is not available on this machine; available: {available} "
+                         f"(or auto)")
+    if kind == "cuda":
+        index = int(name.split(":")[1]) if ":" in name else local_rank
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device = {name!r}: this machine has {torch.cuda.device_count()} GPU(s), cuda:0.."
+                             f"cuda:{torch.cuda.device_count() - 1}")
+        return torch.device("cuda", index)
+    return torch.device(kind)
+
+
+@dataclass(frozen=True)
+class Processes:
+    """Where this process stands among those torchrun started (one process: rank 0 of 1)."""
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Only the main process writes the run folder and prints."""
+        return self.rank == 0
+
+
+def processes() -> Processes:
+    """This process's rank, the number of processes and its rank on this machine, from torchrun's
+    environment variables (RANK, WORLD_SIZE, LOCAL_RANK)."""
+    env = os.environ
+    return Processes(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+
+
+def to_cpu(obj):
+    """A copy of obj (tensors in containers) with every tensor on the CPU: what run folders store, so a run
+    trained on a GPU loads anywhere."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
 
 
 # --- schedule ---------------------------------------------------------------------------------------
@@ -555,4 +619,4 @@ def load_run(run_dir, which: str = "model", device: str = "cpu"):
     state = upgrade_state_dict(state)
     check_state_dict(state, model, weights)
     model.load_state_dict(state)
-    return model.to(device).eval(), cfgs, tokenizer
+    return model.to(pick_device(device)).eval(), cfgs, tokenizer

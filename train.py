@@ -5,6 +5,7 @@
     python train.py --task copy --task_len 8         # a synthetic task, loss on the answer only
     python train.py --resume trained/<run>           # continue a run exactly where it stopped
     python train.py --help                           # every flag, its default and meaning
+    torchrun --nproc_per_node=2 train.py ...         # several processes (DistributedDataParallel)
 
 AdamW (no decay on norms, biases, embeddings), linear warm-up then cosine/linear/step/constant decay,
 gradient accumulation, clipping (the pre-clip norm is logged), evaluation on a fixed set of validation
@@ -20,6 +21,7 @@ architecture.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import math
 import sys
@@ -49,15 +51,18 @@ class Source:
     name: str = ""
 
 
-def make_source(mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True) -> tuple[Source, ModelConfig]:
+def make_source(mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True,
+                processes: int = 1) -> tuple[Source, ModelConfig]:
     """The data of `tcfg` and the model config completed with what the data decides (vocab size; for a
-    task, the tokenizer and the sequence length)."""
+    task, the tokenizer and the sequence length). A training batch holds batch_size examples for each of
+    `processes` processes: every process draws the same global batch and takes its own rows."""
+    batch_size = tcfg.batch_size * processes
     if tcfg.task:
         task = make_task(tcfg.task, tcfg.task_len, tcfg.task_vocab, tcfg.n_keys)
         mcfg = replace(mcfg, tokenizer=task.tokenizer.name, block_size=task.seq_len,
                        vocab_size=task.tokenizer.vocab_size, n_classes=task.n_classes)
         layout = layout_of(model_class(mcfg.arch))  # what the model reads, from its declared capabilities
-        src = Source(task.tokenizer, lambda rng: task.batch(tcfg.batch_size, rng, layout),
+        src = Source(task.tokenizer, lambda rng: task.batch(batch_size, rng, layout),
                      task.val_batches(tcfg.eval_iters, tcfg.batch_size, tcfg.seed + 1, layout), task, tcfg.task)
         return src, mcfg
     if layout_of(model_class(mcfg.arch)) != "decoder":
@@ -68,7 +73,7 @@ def make_source(mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True) -> 
         raise ConfigError(f"vocab_size = {mcfg.vocab_size} does not match the tokenizer's "
                           f"{corpus.tokenizer.vocab_size}; leave it at 0 to take the tokenizer's")
     mcfg = replace(mcfg, vocab_size=corpus.tokenizer.vocab_size)
-    src = Source(corpus.tokenizer, lambda rng: corpus.batch("train", tcfg.batch_size, mcfg.block_size, rng),
+    src = Source(corpus.tokenizer, lambda rng: corpus.batch("train", batch_size, mcfg.block_size, rng),
                  corpus.val_batches(tcfg.eval_iters, tcfg.batch_size, mcfg.block_size, tcfg.seed + 1),
                  None, corpus.name)
     return src, mcfg
@@ -115,6 +120,14 @@ class Trainer:
     Building a Trainer seeds the global RNGs (Python, NumPy, torch) with `tcfg.seed` and sets torch's
     thread count to `tcfg.threads`: a run is reproducible only if nothing else draws from them meanwhile.
 
+    Devices and processes, with PyTorch's own machinery: the model trains on `tcfg.device`, its forward pass
+    under autocast when `tcfg.dtype` is bfloat16 or float16 (float32 weights, optimizer state and losses; a
+    gradient scaler for float16), through `torch.compile` when `tcfg.compile`. Started by `torchrun`, every
+    process builds the same model and draws the same global batch (batch_size x processes examples per
+    micro-step) from the same seeded sampler, trains on its own rows under DistributedDataParallel (gloo on
+    CPUs, nccl on GPUs), and only the main process (rank 0) writes the run folder; run folders hold CPU
+    tensors only, so a run trained on a GPU or under torchrun loads and resumes in one CPU process.
+
     Before any data is read, the run folder is checked: a folder that already holds a run is refused unless
     `overwrite` (its run files are then removed when `run()` starts), a folder another process is writing is
     refused, and one that cannot be written is refused (`tools.RunFolderError`)."""
@@ -123,13 +136,19 @@ class Trainer:
                  verbose: bool = True, overwrite: bool = False, *, _resume: bool = False):
         name = tcfg.task or corpus_name(tcfg.data)
         self.out = Path(out) if out else tools.TRAINED / f"{mcfg.arch}-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        tools.prepare_run_folder(self.out, overwrite=overwrite, resume=_resume)
+        self.procs = tools.processes()
+        self.device = tools.pick_device(tcfg.device, self.procs.local_rank)  # before any work: a clear error
+        if self.procs.main:
+            tools.prepare_run_folder(self.out, overwrite=overwrite, resume=_resume)
         self.overwrite, self.claimed = overwrite, _resume  # claimed: the folder's run files are this run's
         tools.set_threads(tcfg.threads)
         tools.seed_everything(tcfg.seed)
-        self.tcfg, self.progress, self.verbose = tcfg, progress, verbose
-        self.src, self.mcfg = make_source(mcfg, tcfg, progress)
-        self.model = build_model(self.mcfg)
+        self.tcfg, self.progress, self.verbose = tcfg, progress and self.procs.main, verbose and self.procs.main
+        self.src, self.mcfg = make_source(mcfg, tcfg, progress and self.procs.main, self.procs.world)
+        self.src.val = [b.to(self.device) for b in self.src.val]
+        self.model = build_model(self.mcfg).to(self.device)
+        self.net = self.wrap(self.model)  # what the training step calls: the model, compiled and/or in DDP
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=tcfg.dtype == "float16")
         self.optimizer = torch.optim.AdamW(self.model.param_groups(tcfg.weight_decay), lr=tcfg.lr,
                                            betas=(tcfg.beta1, tcfg.beta2))
         self.data_rng = np.random.default_rng(tcfg.seed)
@@ -139,6 +158,34 @@ class Trainer:
         aux = [f"{split}_{name}" for name in self.model.aux_terms for split in ("train", "val")]
         self.columns = tools.LOG_COLUMNS + (self.src.task.metrics() if self.src.task else []) + aux
         self.stopped = ""  # why the run ended early, if it did
+
+    def wrap(self, model):
+        """The model as the training step runs it: in DistributedDataParallel under torchrun (the process
+        group is started here: gloo on CPUs, nccl on GPUs), then through torch.compile if asked."""
+        net = model
+        if self.procs.world > 1:
+            import torch.distributed as dist
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            net = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        return torch.compile(net) if self.tcfg.compile else net
+
+    def autocast(self):
+        """The forward pass in tcfg.dtype (a no-op for float32)."""
+        dtype = tools.DTYPES[self.tcfg.dtype]
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+    def close(self) -> None:
+        """End the process group torchrun's processes trained in (nothing to do in one process)."""
+        import torch.distributed as dist
+        if self.procs.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+    def my_rows(self, batch):
+        """This process's share of a global batch, on this process's device."""
+        n = self.tcfg.batch_size
+        return batch.rows(self.procs.rank * n, (self.procs.rank + 1) * n).to(self.device)
 
     # --- resume -----------------------------------------------------------------------------------
     @classmethod
@@ -167,6 +214,8 @@ class Trainer:
         tools.check_state_dict(ck["model"], self.model, out / "checkpoint.pt")
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
+        if "scaler" in ck and self.scaler.is_enabled():
+            self.scaler.load_state_dict(ck["scaler"])
         self.step, self.tokens, self.elapsed, self.best = ck["step"], ck["tokens"], ck["elapsed"], ck["best"]
         self.pending = PendingRow.from_dict(ck["pending"])
         tools.set_rng_state(ck["rng"])
@@ -175,15 +224,22 @@ class Trainer:
         return self
 
     def checkpoint(self, rng=None, data_rng=None) -> None:
-        """checkpoint.pt: everything a resume needs; model.pt: the same weights alone (for load_run)."""
-        tools.save_torch(self.out / "model.pt", self.model.state_dict())
+        """checkpoint.pt: everything a resume needs; model.pt: the same weights alone (for load_run). CPU
+        tensors only, written by the main process alone."""
+        if not self.procs.main:
+            return
+        weights = tools.to_cpu(self.model.state_dict())
+        tools.save_torch(self.out / "model.pt", weights)
         tools.save_torch(self.out / "checkpoint.pt", {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+            "model": weights, "optimizer": tools.to_cpu(self.optimizer.state_dict()), "step": self.step,
             "tokens": self.tokens, "elapsed": self.elapsed, "best": self.best, "pending": self.pending.to_dict(),
-            "rng": rng or tools.rng_state(), "data_rng": data_rng or self.data_rng.bit_generator.state})
+            "rng": rng or tools.rng_state(), "data_rng": data_rng or self.data_rng.bit_generator.state,
+            **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {})})
 
     # --- run --------------------------------------------------------------------------------------
     def save_configs(self) -> None:
+        if not self.procs.main:
+            return
         tools.save_json(self.out / "model_config.json", self.mcfg.to_dict())
         tools.save_json(self.out / "train_config.json", self.tcfg.to_dict())
         self.src.tokenizer.save(self.out / "tokenizer.json")
@@ -205,12 +261,15 @@ class Trainer:
                "lr": p.lr, "train_loss": sum(p.losses) / len(p.losses) if p.losses else None,
                "val_loss": None, "grad_norm": p.grad_norm}
         row.update({f"train_{k}": sum(v) / len(v) for k, v in p.aux.items() if v})
-        row.update(evaluate(self.model, self.src))
+        with self.autocast():
+            row.update(evaluate(self.model, self.src))  # every process: their rows and best stay the same
         self.rows.append(row)
-        tools.write_log(self.out / "log.csv", self.rows, self.columns)
+        if self.procs.main:
+            tools.write_log(self.out / "log.csv", self.rows, self.columns)
         if row["val_loss"] < self.best:
             self.best = row["val_loss"]
-            tools.save_torch(self.out / "best_model.pt", self.model.state_dict())
+            if self.procs.main:
+                tools.save_torch(self.out / "best_model.pt", tools.to_cpu(self.model.state_dict()))
         self.pending = self.new_row()
         self.checkpoint()
         if self.verbose and not self.progress:
@@ -223,26 +282,38 @@ class Trainer:
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         self.model.on_step(self.step / max(1, self.tcfg.max_iters))
+        n, ddp = self.tcfg.grad_accum, self.procs.world > 1
         total, tokens, aux = 0.0, 0, dict.fromkeys(self.model.aux_terms, 0.0)
-        for _ in range(self.tcfg.grad_accum):
-            batch = self.src.train_batch(self.data_rng)
-            out = self.model(batch)
-            (out.loss / self.tcfg.grad_accum).backward()
-            total += out.loss.item() / self.tcfg.grad_accum
+        for i in range(n):
+            batch = self.my_rows(self.src.train_batch(self.data_rng))
+            # DDP averages gradients across processes on the last micro-batch's backward only
+            with self.net.no_sync() if ddp and i < n - 1 else contextlib.nullcontext():
+                with self.autocast():
+                    out = self.net(batch)
+                self.scaler.scale(out.loss / n).backward()
+            total += out.loss.item() / n
             tokens += batch.n_tokens
             for k in aux:
-                aux[k] += out.aux[k].item() / self.tcfg.grad_accum
+                aux[k] += out.aux[k].item() / n
+        if ddp:  # the step's figures over every process
+            import torch.distributed as dist
+            figures = torch.tensor([total, tokens, *aux.values()], dtype=torch.float64, device=self.device)
+            dist.all_reduce(figures)
+            total, tokens = figures[0].item() / self.procs.world, int(figures[1].item())
+            aux = {k: v.item() / self.procs.world for k, v in zip(aux, figures[2:])}
+        self.scaler.unscale_(self.optimizer)  # clip the true gradients (a no-op without a scaler)
         clip = self.tcfg.grad_clip if self.tcfg.grad_clip > 0 else math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).item()
-        if math.isfinite(total) and math.isfinite(norm):
-            self.optimizer.step()
+        if math.isfinite(total) and (math.isfinite(norm) or self.scaler.is_enabled()):
+            self.scaler.step(self.optimizer)  # with a scaler: skipped when gradients overflowed
+        self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return total, norm, tokens, aux
 
     def run(self) -> "Trainer":
         """Train to max_iters (or until stopped), keeping the run folder up to date all along. The folder is
         locked meanwhile (a second writer is refused), and SIGTERM stops and saves as Ctrl-C does."""
-        with tools.RunLock(self.out), tools.sigterm_as_interrupt():
+        with tools.RunLock(self.out) if self.procs.main else contextlib.nullcontext(), tools.sigterm_as_interrupt():
             self.claim()
             self._run()
         return self
@@ -250,7 +321,7 @@ class Trainer:
     def claim(self) -> None:
         """Under the lock: the folder must still hold no other run (one may have finished there since this
         Trainer was built); with overwrite, the old run's files go now."""
-        if self.claimed:
+        if self.claimed or not self.procs.main:
             return
         if not self.overwrite:
             tools.refuse_existing_run(self.out)
@@ -259,7 +330,8 @@ class Trainer:
 
     def _run(self) -> None:
         t, m = self.tcfg, self.model
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.procs.main:
+            self.out.mkdir(parents=True, exist_ok=True)
         self.save_configs()
         m.train()
         bar = tqdm(total=t.max_iters, initial=self.step, disable=not self.progress, desc=self.out.name)
@@ -271,7 +343,7 @@ class Trainer:
                 unfinished = tools.rng_state(), self.data_rng.bit_generator.state  # to save exactly on Ctrl-C
                 lr, t0 = tools.lr_at(self.step, t), time.perf_counter()
                 loss, norm, tokens, aux = self.train_step(lr)
-                if not (math.isfinite(loss) and math.isfinite(norm)):
+                if not (math.isfinite(loss) and (math.isfinite(norm) or self.scaler.is_enabled())):
                     what = "loss" if not math.isfinite(loss) else "gradient norm"
                     self.stopped = (f"non-finite {what} at step {self.step + 1}: stopped, the last good checkpoint "
                                     f"(step {int(self.rows[-1]['step'])}) is kept; try a lower --lr or --grad_clip")
@@ -295,7 +367,8 @@ class Trainer:
             self.stopped = f"interrupted{by} at step {self.step}; continue with: python train.py --resume {self.out}"
         finally:
             bar.close()
-        self.write_readme()
+        if self.procs.main:
+            self.write_readme()
 
     # --- reporting --------------------------------------------------------------------------------
     def sample(self) -> str:
@@ -447,6 +520,10 @@ def main(argv=None) -> int:
         trainer.run()
     except tools.RunFolderError as e:  # another process took the folder meanwhile
         parser.error(str(e))
+    finally:
+        trainer.close()
+    if not trainer.procs.main:  # under torchrun, the main process reports
+        return 1 if trainer.stopped else 0
     s = trainer.summary()
     print(f"\nrun folder: {trainer.out}")
     print("  ".join(f"{k} {v}" for k, v in s.items()))

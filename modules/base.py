@@ -62,6 +62,11 @@ class Batch:
             return 0 if ids is None else ids.numel() if mask is None else int(mask.sum())
         return count(self.x, self.mask) + count(self.src, self.src_mask)
 
+    def rows(self, start: int, stop: int) -> "Batch":
+        """Examples start..stop-1 (one process's share of a global batch)."""
+        return Batch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[start:stop]
+                        for f in fields(self)})
+
     def to(self, device) -> "Batch":
         return Batch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
                         for f in fields(self)})
