@@ -179,7 +179,8 @@ def loss_kind(run: Run) -> str:
     token is not a loss per BPE token, nor a loss on a task's answers)."""
     t, m = run.train_cfg, run.model_cfg
     if t.task:
-        sizes = f"task_len {t.task_len}, task_vocab {t.task_vocab}" + (f", n_keys {t.n_keys}" if t.task == "retrieval" else "")
+        keys = f", n_keys {t.n_keys}" if t.task == "retrieval" else ""
+        sizes = f"task_len {t.task_len}, task_vocab {t.task_vocab}{keys}"
         return f"task {t.task} ({sizes}): nats per answer token"
     return f"corpus {t.data}, {m.tokenizer} tokens: nats per token"
 

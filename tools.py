@@ -367,7 +367,8 @@ class RunLock:
 
     def __enter__(self) -> "RunLock":
         info = {"pid": os.getpid(), "host": socket.gethostname(), "proc_start": _process_start(os.getpid()),
-                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join([Path(sys.executable).name, *sys.argv])}
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "command": " ".join([Path(sys.executable).name, *sys.argv])}
         self.folder.mkdir(parents=True, exist_ok=True)
         for _ in range(3):
             try:
@@ -508,8 +509,9 @@ def find_run(run_dir) -> Path:
     if not path.exists() and not path.is_absolute() and (TRAINED / path).exists():
         path = TRAINED / path
     if not path.is_dir():
-        raise FileNotFoundError(f"{run_dir} is not a run folder ({'it is a file' if path.exists() else 'no such folder'}"
-                                f"); give a path to one or a name under {TRAINED}: {[p.name for p in run_dirs()]}")
+        what = "it is a file" if path.exists() else "no such folder"
+        raise FileNotFoundError(f"{run_dir} is not a run folder ({what}); give a path to one or a name under "
+                                f"{TRAINED}: {[p.name for p in run_dirs()]}")
     if not (path / "model_config.json").exists():
         raise FileNotFoundError(f"{path} is not a run folder (no model_config.json); runs under {TRAINED}: "
                                 f"{[p.name for p in run_dirs()]}")
@@ -581,7 +583,8 @@ def check_state_dict(state: dict, model, path, config_name: str = "model_config.
         shapes = [f"{k} is {tuple(state[k].shape)} in the file but {tuple(want[k].shape)} in the model"
                   for k in want.keys() & state.keys() if state[k].shape != want[k].shape]
         if shapes:
-            problems.append("; ".join(sorted(shapes)[:3]) + (f" (and {len(shapes) - 3} more)" if len(shapes) > 3 else ""))
+            more = f" (and {len(shapes) - 3} more)" if len(shapes) > 3 else ""
+            problems.append("; ".join(sorted(shapes)[:3]) + more)
         if missing:
             problems.append(f"missing {missing[:3]}" + (f" and {len(missing) - 3} more" if len(missing) > 3 else ""))
         if extra:

@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -238,7 +237,8 @@ class Evil:
     (truncate("model.pt"), "model.pt", "truncated or corrupted"),
     (edit_config("model_config.json", n_layer=3), "model.pt", "has weights for 1 block (blocks.0) but "
                                                               "model_config.json says n_layer = 3"),
-    (edit_config("model_config.json", d_model=64, n_head=2), "model.pt", "is (32, 32) in the file but (64, 64) in the model"),
+    (edit_config("model_config.json", d_model=64, n_head=2), "model.pt",
+     "is (32, 32) in the file but (64, 64) in the model"),
     (small_tokenizer, "tokenizer.json", "has 8 tokens but model_config.json says vocab_size"),
     (damage_json("model_config.json", '{"arch": "gpt", '), "model_config.json", "not valid JSON"),
     (damage_json("train_config.json", "[1, 2]"), "train_config.json", "not an object of config fields"),
