@@ -2,8 +2,8 @@
 outputs, but it never checks a cell that was never executed; these tests make sure every code cell was run,
 top to bottom in a fresh kernel, without errors, and that each notebook seeds and pins its threads.
 
-Each test loops over every notebook found (none yet is not a failure, and not a skip either) and reports
-every offending notebook at once."""
+Each test loops over every notebook found and reports every offending notebook at once. A missing or empty
+notebooks/ folder is a failure: the notebooks are part of the product, and a check of nothing passes nothing."""
 import json
 import re
 from pathlib import Path
@@ -12,6 +12,10 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 SEEDS = re.compile(r"seed_everything\(|manual_seed\(|random\.seed\(|np\.random\.seed\(|default_rng\(")
 THREADS = re.compile(r"set_num_threads\(\s*1\s*\)|set_threads\(\s*1\s*\)")
+# A cell that draws (a figure, or the HTML view of a trace) shows nbval nothing it can compare: nbval compares
+# text only. Such a cell must also print what it shows (the rounded numbers of the figure, the trace as text or
+# a count of its calls).
+DRAWS = re.compile(r"plt\.|\.plot\(|imshow|\.show\(\)|\bdisplay\(")
 # Notebooks that compute with torch must pin one thread (losses differ in the 4th decimal between thread
 # counts); a notebook that only uses `data` or `tokenizers` does no float work worth pinning.
 USES_TORCH = re.compile(r"^\s*(import|from)\s+(torch|modules|train|inference|model_comparison)\b", re.M)
@@ -19,9 +23,9 @@ USES_TORCH = re.compile(r"^\s*(import|from)\s+(torch|modules|train|inference|mod
 
 def notebooks():
     """(path, parsed JSON) of every notebook under notebooks/, Jupyter's checkpoints aside."""
-    if not NOTEBOOKS.is_dir():
-        return []
+    assert NOTEBOOKS.is_dir(), f"{NOTEBOOKS} is missing"
     paths = sorted(p for p in NOTEBOOKS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    assert paths, f"no notebooks under {NOTEBOOKS}"
     out = []
     for p in paths:
         with open(p, encoding="utf-8") as f:
@@ -41,6 +45,20 @@ def source(cell):
 def text(output):
     t = output.get("text", "")
     return t if isinstance(t, str) else "".join(t)
+
+
+def test_the_notebooks_exist():
+    assert len(notebooks()) >= 1
+
+
+def test_every_cell_that_draws_also_prints_what_it_shows():
+    problems = []
+    for p, nb in notebooks():
+        for i, c in enumerate(code_cells(nb)):
+            if DRAWS.search(source(c)) and not any(o.get("output_type") == "stream" and o.get("name") == "stdout"
+                                                   and text(o).strip() for o in c.get("outputs", [])):
+                problems.append(f"{p.name} code cell {i} draws but prints nothing for nbval to compare")
+    assert not problems, "\n".join(problems)
 
 
 def test_every_notebook_is_valid_nbformat_4_json():
