@@ -1,6 +1,7 @@
 """Where a user waits on generation: logits only where they are needed, and cached decoding against Hugging Face.
 
     python benchmarks/generation_speed.py          # from anywhere; about two minutes; one thread
+    python benchmarks/generation_speed.py hf       # (b) only; `last_only` for (a) only
 
 Two measurements, each in this one run, contenders alternating (A B, B A, ...) after an untimed warm-up;
 the ratio is the median over the rounds of the ratio within a round, printed with its min-max.
@@ -82,10 +83,10 @@ def prompt_for(vocab_size: int):
     return torch.randint(0, vocab_size, (1, PROMPT), generator=torch.Generator().manual_seed(0))
 
 
-def summary(name, times, n):
-    med = statistics.median(times)
-    return (f"{name:>12}: median {med:6.3f} s ({med / n * 1e3:5.2f} ms per token; rounds "
-            f"{', '.join(f'{t:.2f}' for t in times)})")
+def summary(name, times, cpu, n):
+    med, med_cpu = statistics.median(times), statistics.median(cpu)
+    return (f"{name:>12}: median {med:6.3f} s ({med / n * 1e3:5.2f} ms per token; CPU {med_cpu / n * 1e3:5.2f} ms "
+            f"per token; rounds {', '.join(f'{t:.2f}' for t in times)})")
 
 
 def ratio_line(label, slow, fast, slow_cpu, fast_cpu):
@@ -143,7 +144,7 @@ def last_only_against_full():
     print(f"  identical tokens in every round: {same}; {len(set(new.tolist()))} distinct among the {NEW_A} new "
           f"tokens; they start {new[:8].tolist()}")
     for k in contenders:
-        print(summary(k, times[k], NEW_A))
+        print(summary(k, times[k], cpu[k], NEW_A))
     return (*ratio_line("full / last_only", times["full"], times["last_only"], cpu["full"], cpu["last_only"]), same)
 
 
@@ -209,7 +210,8 @@ def to_hf(model) -> dict:
         for ours, theirs, conv in [("norm1", "ln_1", False), ("attn.qkv", "attn.c_attn", True),
                                    ("attn.proj", "attn.c_proj", True), ("norm2", "ln_2", False),
                                    ("mlp.up", "mlp.c_fc", True), ("mlp.down", "mlp.c_proj", True)]:
-            out[h + theirs + ".weight"] = sd[b + ours + ".weight"].t().contiguous() if conv else sd[b + ours + ".weight"]
+            w = sd[b + ours + ".weight"]
+            out[h + theirs + ".weight"] = w.t().contiguous() if conv else w
             out[h + theirs + ".bias"] = sd[b + ours + ".bias"]
     out["transformer.ln_f.weight"], out["transformer.ln_f.bias"] = sd["norm.weight"], sd["norm.bias"]
     out["lm_head.weight"] = sd["embed.weight"]
@@ -259,7 +261,7 @@ def against_hugging_face():
     print(f"  identical greedy tokens, mnemo vs HF, every round: {same}; {len(set(new.tolist()))} distinct among "
           f"the {NEW_B} new; they start {new[:8].tolist()}")
     for k in times:
-        print(summary(k, times[k], NEW_B))
+        print(summary(k, times[k], cpu[k], NEW_B))
     return (*ratio_line("HF / mnemo", times["hf"], times["mnemo"], cpu["hf"], cpu["mnemo"]), same)
 
 
@@ -267,12 +269,15 @@ def main() -> int:
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, Python {sys.version.split()[0]}; "
           f"1-minute load at start {os.getloadavg()[0]:.1f}")
-    a = last_only_against_full()
-    b = against_hugging_face()
-    print(f"RESULT generation_speed last_only ratio={a[0]:.2f} (min {a[1]:.2f}, max {a[2]:.2f}; CPU {a[3]:.2f}; "
-          f"target > {TARGET_A}) identical_tokens={a[4]}")
-    print(f"RESULT generation_speed hf_cached ratio={b[0]:.2f} (min {b[1]:.2f}, max {b[2]:.2f}; CPU {b[3]:.2f}; "
-          f"target >= {TARGET_B}) identical_tokens={b[4]}")
+    parts = sys.argv[1:] or ["last_only", "hf"]  # `python benchmarks/generation_speed.py hf`: (b) only
+    a = last_only_against_full() if "last_only" in parts else None
+    b = against_hugging_face() if "hf" in parts else None
+    if a:
+        print(f"RESULT generation_speed last_only ratio={a[0]:.2f} (min {a[1]:.2f}, max {a[2]:.2f}; CPU {a[3]:.2f}; "
+              f"target > {TARGET_A}) identical_tokens={a[4]}")
+    if b:
+        print(f"RESULT generation_speed hf_cached ratio={b[0]:.2f} (min {b[1]:.2f}, max {b[2]:.2f}; CPU {b[3]:.2f}; "
+              f"target >= {TARGET_B}) identical_tokens={b[4]}")
     return 0
 
 
