@@ -147,21 +147,24 @@ def generate_ids(model, ids, max_new_tokens: int, temperature: float = 1.0, top_
     Stops early once every row has finished. source: what an encoder-decoder reads (a Batch with src).
     `on_token`, if given, is called with each new (B, 1) column."""
     model.eval()
-    stepper, seq = Stepper(model, use_cache, source), ids
-    done = torch.zeros(ids.shape[0], 1, dtype=torch.bool, device=ids.device)
-    logits = stepper.first(seq)
-    for i in range(max_new_tokens):
+    stepper, (B, T) = Stepper(model, use_cache, source), ids.shape
+    seq = ids.new_empty(B, T + max_new_tokens)  # written in place: no growing copy of the sequence per token
+    seq[:, :T] = ids
+    done = torch.zeros(B, 1, dtype=torch.bool, device=ids.device)
+    logits = stepper.first(ids)
+    for n in range(T, T + max_new_tokens):
         nxt = next_token(logits, temperature, top_k, top_p, min_p, generator)
         if eos_id is not None:
             nxt = nxt.masked_fill(done, eos_id)
             done |= nxt == eos_id
-        seq = torch.cat([seq, nxt], dim=1)
+        seq[:, n:n + 1] = nxt
         if on_token is not None:
             on_token(nxt)
-        if bool(done.all()) or i == max_new_tokens - 1:
-            break
-        logits = stepper.step(seq)
-    return seq
+        # reading `done` makes the host wait for the device: only when there is an eos to wait for
+        if n == T + max_new_tokens - 1 or (eos_id is not None and bool(done.all())):
+            return seq[:, :n + 1]
+        logits = stepper.step(seq[:, :n + 1])
+    return seq[:, :T]
 
 
 @torch.no_grad()

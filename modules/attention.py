@@ -44,19 +44,19 @@ class KVCache:
     @property
     def k(self):
         """The cached keys (B, H_kv, S, d), or None before the first step."""
-        return None if self.k_buf is None else self.k_buf[:, :, :self.length]
+        return None if self.k_buf is None else self.k_buf.narrow(2, 0, self.length)
 
     @property
     def v(self):
-        return None if self.v_buf is None else self.v_buf[:, :, :self.length]
+        return None if self.v_buf is None else self.v_buf.narrow(2, 0, self.length)
 
     def extend(self, k, v):
         """Append this step's k, v (B, H_kv, T, d) and return the whole cache (B, H_kv, S, d)."""
         n = self.length + k.shape[2]
         if self.k_buf is None or n > self.k_buf.shape[2]:
             self.k_buf, self.v_buf = self._grown(self.k_buf, k, n), self._grown(self.v_buf, v, n)
-        self.k_buf[:, :, self.length:n] = k
-        self.v_buf[:, :, self.length:n] = v
+        self.k_buf.narrow(2, self.length, k.shape[2]).copy_(k)
+        self.v_buf.narrow(2, self.length, v.shape[2]).copy_(v)
         self.length = n
         return self.k, self.v
 
@@ -106,12 +106,11 @@ class Attention(LoggingModule):
     @log_io
     def project(self, x, context=None):
         """q (B, H, T, d); k, v (B, H_kv, S, d), from x alone (self-attention) or from the context."""
-        C = self.n_head * self.head_dim
+        C, C_kv = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
         if context is None:
-            q, kv = self.qkv(x).split([C, self.qkv.out_features - C], dim=-1)
+            q, k, v = self.qkv(x).split([C, C_kv, C_kv], dim=-1)
         else:
-            q, kv = self.project_query(x), self.project_context(context)
-        k, v = kv.chunk(2, dim=-1)
+            q, (k, v) = self.project_query(x), self.project_context(context).chunk(2, dim=-1)
         return self.split_heads(q, self.n_head), self.split_heads(k, self.n_kv_head), self.split_heads(v, self.n_kv_head)
 
     def project_query(self, x):

@@ -11,8 +11,6 @@ cache per layer: feed a prompt, then one token at a time, and each call attends 
 """
 from __future__ import annotations
 
-import torch
-
 from .attention import KVCache
 from .base import CAUSAL, CLASSIFIES, STREAMS, LanguageModel, Output, as_batch
 from .layer import decoder_parts
@@ -50,10 +48,10 @@ class GPT(LanguageModel):
         """x (B, T) ids -> hidden states (B, T, C), after the final norm; with a state, x continues what the
         caches hold."""
         past = 0 if state is None else len(state)
-        pos = torch.arange(past, past + x.shape[1], device=x.device)
-        h = self.drop(self.positions.embed(self.embed(x), pos))  # (B, T, C)
-        extras = self.positions.attention_extras(pos, torch.arange(past + x.shape[1], device=x.device)
-                                                 if past else pos)
+        q_pos = range(past, past + x.shape[1])                   # consecutive: a tensor only where needed
+        k_pos = range(past + x.shape[1]) if past else q_pos      # the cached keys come first
+        h = self.drop(self.positions.embed(self.embed(x), q_pos))  # (B, T, C)
+        extras = self.positions.attention_extras(q_pos, k_pos)
         for i, block in enumerate(self.blocks):
             h = block(h, causal=True, cache=None if state is None else state.caches[i], **extras)
         return self.norm(h)

@@ -3,8 +3,11 @@ queries and keys) and a learned relative bias (added to the attention scores).
 
 `Positions` is the one object a model holds: `embed(x, pos)` adds an absolute embedding when the scheme
 has one, and `attention_extras(q_pos, k_pos)` gives what attention needs for the relative schemes. The
-positions are explicit integer tensors, so segment-recurrent models can offset them (memory before the
-segment sits at negative positions) and cached generation continues where the cache ends.
+positions are explicit, so segment-recurrent models can offset them and cached generation continues where
+the cache ends. They are (T,) integer tensors, or, when consecutive (as a model's always are), a Python
+`range`: then a scheme that needs no tensor of them makes none — the learned table checks its bounds on two
+integers and reads a slice, and the absolute schemes never build the key positions that only attention uses.
+Cached decoding runs one token per call, so what a call costs apart from arithmetic is what bounds it.
 
 References: Vaswani et al. 2017 (sinusoidal); Su et al. 2021, RoFormer (RoPE, the "rotate half" form
 of GPT-NeoX); Shaw et al. 2018 / Raffel et al. 2020 (learned relative bias, here one scalar per head
@@ -20,6 +23,11 @@ from .base import no_decay
 from .tracing import LoggingModule, log_io
 
 
+def as_tensor(pos, device=None) -> torch.Tensor:
+    """Positions as a (T,) int64 tensor: `pos` is one already, or a `range` of consecutive positions."""
+    return torch.arange(pos.start, pos.stop, device=device) if isinstance(pos, range) else pos
+
+
 class LearnedPositions(LoggingModule):
     """A table of `max_len` learned vectors; position p reads row p."""
 
@@ -31,10 +39,15 @@ class LearnedPositions(LoggingModule):
 
     @log_io
     def forward(self, pos):
-        if pos.min() < 0 or pos.max() >= self.max_len:
-            raise ValueError(f"learned positions cover 0..{self.max_len - 1}, got {pos.min().item()}.."
-                             f"{pos.max().item()}; use a longer block_size or pos='rope'/'relative'")
-        return self.table(pos)  # (T, C)
+        """pos: a (T,) tensor, or a `range` of consecutive positions: then the bounds are checked on two
+        integers and the rows are a slice of the table (a tensor check costs four operations and makes the
+        host wait for the result; it also splits a `torch.compile` graph)."""
+        consecutive = isinstance(pos, range)
+        first, last = (pos.start, pos.stop - 1) if consecutive else (int(pos.min()), int(pos.max()))
+        if first < 0 or last >= self.max_len:
+            raise ValueError(f"learned positions cover 0..{self.max_len - 1}, got {first}..{last}; "
+                             f"use a longer block_size or pos='rope'/'relative'")
+        return self.table.weight[pos.start:pos.stop] if consecutive else self.table(pos)  # (T, C)
 
 
 class SinusoidalPositions(LoggingModule):
@@ -46,7 +59,7 @@ class SinusoidalPositions(LoggingModule):
 
     @log_io
     def forward(self, pos):
-        angles = pos.float()[:, None] * self.inv_freq  # (T, C/2)
+        angles = as_tensor(pos, self.inv_freq.device).float()[:, None] * self.inv_freq  # (T, C/2)
         return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)  # (T, C), interleaved
 
 
@@ -120,20 +133,25 @@ class Positions(LoggingModule):
             raise ValueError(f"pos = {kind!r} is not valid; choose learned, sinusoidal, rope or relative")
 
     def embed(self, x, pos):
-        """x (B, T, C) plus the absolute embedding of `pos` (T,), if the scheme has one. Before the fixed
-        sinusoidal table (amplitude 1) the token embedding is scaled by sqrt(C), as in Vaswani et al., so that
-        at initialisation (std 0.02) the tokens are not drowned by their positions."""
+        """x (B, T, C) plus the absolute embedding of `pos` ((T,) tensor or range), if the scheme has one.
+        Before the fixed sinusoidal table (amplitude 1) the token embedding is scaled by sqrt(C), as in
+        Vaswani et al., so that at initialisation (std 0.02) the tokens are not drowned by their positions."""
         if self.kind == "sinusoidal":
             return x * x.shape[-1] ** 0.5 + self.absolute(pos)
         return x + self.absolute(pos) if self.kind == "learned" else x
 
     def attention_extras(self, q_pos, k_pos) -> dict:
-        """Keyword arguments for `Attention`: `rotary=` (RoPE) or `bias=` (relative), else nothing."""
+        """Keyword arguments for `Attention`: `rotary=` (RoPE) or `bias=` (relative), else nothing. The
+        positions (tensors or ranges) become tensors only here, for the two schemes that use them."""
         if self.kind == "rope":
-            return {"rotary": self.rope(q_pos, k_pos)}
-        if self.kind == "relative":
-            return {"bias": self.relative(q_pos, k_pos)}
-        return {}
+            device = self.rope.inv_freq.device
+        elif self.kind == "relative":
+            device = self.relative.table.device
+        else:
+            return {}
+        q = as_tensor(q_pos, device)
+        k = q if k_pos is q_pos else as_tensor(k_pos, device)
+        return {"rotary": self.rope(q, k)} if self.kind == "rope" else {"bias": self.relative(q, k)}
 
 
 def sinusoidal_table(n: int, dim: int) -> torch.Tensor:
@@ -141,5 +159,5 @@ def sinusoidal_table(n: int, dim: int) -> torch.Tensor:
     return SinusoidalPositions(dim)(torch.arange(n))
 
 
-__all__ = ["LearnedPositions", "SinusoidalPositions", "RoPE", "Rotary", "RelativeBias", "Positions",
+__all__ = ["as_tensor", "LearnedPositions", "SinusoidalPositions", "RoPE", "Rotary", "RelativeBias", "Positions",
            "sinusoidal_table"]

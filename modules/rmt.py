@@ -99,9 +99,9 @@ class RMT(SegmentLM):
     def segment(self, memory, ids):
         """memory (B, m, C), ids (B, T) -> the segment's outputs (B, T, C) and the new memory (B, m, C)."""
         m, T = memory.shape[1], ids.shape[1]
-        x = self.positions.embed(self.embed(ids), torch.arange(m, m + T, device=ids.device))
+        x = self.positions.embed(self.embed(ids), range(m, m + T))
         h = self.place_memory(memory, self.drop(x))             # (B, S, C)
-        pos = torch.arange(h.shape[1], device=h.device)
+        pos = range(h.shape[1])
         mask = read_write_mask(m, T, self.cfg.mem_at, h.device)
         extras = self.positions.attention_extras(pos, pos)
         for block in self.blocks:

@@ -19,8 +19,6 @@ A subclass assigns its parts in its own `__init__` — `embed`, `positions`, `dr
 """
 from __future__ import annotations
 
-import torch
-
 from .attention import KVCache
 from .base import CLASSIFIES, ENCODER_DECODER, Batch, LanguageModel, Output, as_batch
 from .tracing import log_io
@@ -65,7 +63,7 @@ class EncoderDecoder(LanguageModel):
     @log_io
     def encode(self, src, src_mask=None):
         """src (B, S) -> encoder states (B, S, C); pads are masked as keys."""
-        pos = torch.arange(src.shape[1], device=src.device)
+        pos = range(src.shape[1])
         e = self.drop(self.positions.embed(self.embed(src), pos))
         extras, mask = self.positions.attention_extras(pos, pos), key_mask(src_mask)
         for block in self.encoder:
@@ -75,7 +73,7 @@ class EncoderDecoder(LanguageModel):
     @log_io
     def decode(self, x, enc, src_mask=None):
         """x (B, T) decoder input, enc (B, S, C) -> hidden states (B, T, C); training and recomputation."""
-        pos = torch.arange(x.shape[1], device=x.device)
+        pos = range(x.shape[1])
         h = self.drop(self.positions.embed(self.embed(x), pos))
         extras, mask = self.positions.attention_extras(pos, pos), key_mask(src_mask)
         for block in self.decoder:
@@ -86,9 +84,9 @@ class EncoderDecoder(LanguageModel):
     def decode_step(self, x, state: Seq2SeqState):
         """x (B, T) the next decoder tokens -> hidden states (B, T, C), with the caches of `state`."""
         past = len(state)
-        q_pos = torch.arange(past, past + x.shape[1], device=x.device)
+        q_pos = range(past, past + x.shape[1])
         h = self.drop(self.positions.embed(self.embed(x), q_pos))
-        extras = self.positions.attention_extras(q_pos, torch.arange(past + x.shape[1], device=x.device))
+        extras = self.positions.attention_extras(q_pos, range(past + x.shape[1]))
         for block, cache, enc_kv in zip(self.decoder, state.caches, state.enc_kv):
             h = block(h, causal=True, cache=cache, enc_kv=enc_kv, enc_mask=state.enc_mask, **extras)
         return self.norm(h)

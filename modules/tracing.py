@@ -162,7 +162,7 @@ class Trace:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             return [d for f in dataclasses.fields(value) if getattr(value, f.name) is not None
                     for d in self._describe(f"{name}.{f.name}", getattr(value, f.name), event)]
-        if value is None or isinstance(value, (bool, int, float, str)):
+        if value is None or isinstance(value, (bool, int, float, str, range)):  # range: consecutive positions
             return [(name, repr(value))]
         return [(name, type(value).__name__)]
 

@@ -74,8 +74,8 @@ class TransformerXL(SegmentLM):
         """ids (B, T): tokens of one segment (or the next part of it) -> hidden states (B, T, C); rolls the
         state."""
         past = state.context(0).shape[1]                        # M + P
-        q_pos = torch.arange(past, past + ids.shape[1], device=ids.device)
-        k_pos = torch.arange(past + ids.shape[1], device=ids.device)
+        q_pos = range(past, past + ids.shape[1])
+        k_pos = range(past + ids.shape[1])
         h = self.drop(self.positions.embed(self.embed(ids), q_pos))  # (B, T, C)
         extras = self.positions.attention_extras(q_pos, k_pos)
         inputs = []

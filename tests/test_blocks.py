@@ -101,6 +101,32 @@ def test_learned_positions_read_their_row_and_refuse_positions_outside_the_table
             lp(torch.tensor(bad))
 
 
+def test_learned_positions_take_a_range_of_consecutive_positions_checked_on_integers():
+    # A model's positions are consecutive: a range reads the same rows as the tensor, as a slice, with the same
+    # error past the table; the check reads two integers, so no tensor op (nothing to sync, nothing to break a
+    # torch.compile graph).
+    lp = LearnedPositions(8, 4)
+    assert torch.equal(lp(range(3, 8)), lp(torch.arange(3, 8)))
+    for bad in (range(8, 9), range(-1, 2), range(3, 10)):
+        with pytest.raises(ValueError, match="block_size"):
+            lp(bad)
+
+
+@pytest.mark.parametrize("kind", ["learned", "sinusoidal", "rope", "relative"])
+def test_positions_as_a_range_give_exactly_what_the_tensor_gives(kind):
+    p = Positions(kind, 8, 2, 16)
+    x = torch.randn(1, 5, 8)
+    assert torch.equal(p.embed(x, range(3, 8)), p.embed(x, torch.arange(3, 8)))
+    by_range = p.attention_extras(range(3, 8), range(8))
+    by_tensor = p.attention_extras(torch.arange(3, 8), torch.arange(8))
+    assert by_range.keys() == by_tensor.keys()
+    for key in by_range:
+        a, b = by_range[key], by_tensor[key]
+        for x, y in ([(a, b)] if key == "bias" else [(a.q_cos, b.q_cos), (a.q_sin, b.q_sin), (a.k_cos, b.k_cos),
+                                                     (a.k_sin, b.k_sin)]):
+            assert torch.equal(x, y)
+
+
 def test_rope_rotates_pairs_half_a_head_apart():
     rope = RoPE(4, base=10000.0)  # frequencies 1 and 1/100
     x = torch.tensor([1.0, 2.0, 3.0, 4.0]).view(1, 1, 1, 4)
