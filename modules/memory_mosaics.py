@@ -221,9 +221,16 @@ class ContextMem(LoggingModule):
         Tq, S = q.shape[2], k.shape[2]
         if Tq == 0 or S == 0:
             return q.new_zeros(*q.shape[:3], v.shape[-1])
+        if self._tracer is not None and self._tracer.keep:  # only while traced with keep=True
+            self._tracer.keep_tensor("pattern", self.weights(q, k))
         mask = None if Tq == 1 or Tq == S else causal_mask(Tq, S, q.device)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=Tq == S and Tq > 1, scale=1.0,
                                               dropout_p=self.dropout if self.training else 0.0)
+
+    def weights(self, q, k):
+        """The retrieval weights (B, H, Tq, S) themselves, for notebooks (the fused kernel never forms them)."""
+        scores = (q @ k.transpose(-2, -1)).masked_fill(~causal_mask(q.shape[2], k.shape[2], q.device), float("-inf"))
+        return scores.softmax(-1)
 
     def streamed(self, k, v, last, memory: LayerMemory):
         """Retrieval for T new positions N..N+T-1 with the memory of positions 0..N-1: complete the value
