@@ -439,9 +439,10 @@ class InContextLanguages(Task):
     0 of 1..task_len letters. An example is one walk of exactly task_len letters (the prompt), `<sep>` (the
     end of that string), then STREAM letters of further walks separated by `|` (the answer; the last string is
     cut). The loss is on the answer. The score, `val_legal`, is teacher-forced: at every answer position whose
-    true next token is a letter, is the model's greedy next token a letter that this example's automaton
-    allows from the state reached so far? (`|` is never counted legal: always predicting the end of a string
-    would otherwise score well.) `val_legal_first` / `val_legal_last`: the same over the first / last third of
+    true next token is a letter, is the model's greedy letter (its most likely letter, `|` aside: given that
+    the string goes on, which letter?) one that this example's automaton allows from the state reached so
+    far? (Counting a predicted `|` as legal would let "always end the string" score well; counting it as
+    illegal would punish a model for knowing that strings are short.) `val_legal_first` / `val_legal_last`: the same over the first / last third of
     the answer (in-context learning shows as last > first); `val_chance`: what a uniform guess over the
     task_vocab letters scores on the same positions. An oracle that knows the automaton scores 1.0. n_keys
     does not apply."""
@@ -530,9 +531,14 @@ class InContextLanguages(Task):
         return ["val_legal", "val_legal_first", "val_legal_last", "val_chance"]
 
     @torch.no_grad()
+    def greedy_letters(self, model, batch: LegalBatch) -> torch.Tensor:
+        """(B, T) the most likely letter at every position (teacher-forced), `|` and specials aside."""
+        letters = model(batch).logits[..., self.first:self.first + self.task_vocab]
+        return self.first + letters.argmax(-1)
+
     def greedy_legal(self, model, batch: LegalBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(hit, scored), (B, T) bool each: the greedy next token is legal; the position is scored."""
-        pred = model(batch).logits.argmax(-1)                                    # (B, T), teacher-forced
+        """(hit, scored), (B, T) bool each: the greedy letter is legal; the position is scored."""
+        pred = self.greedy_letters(model, batch)
         scored = batch.legal.any(-1)
         return batch.legal.gather(-1, pred.unsqueeze(-1)).squeeze(-1) & scored, scored
 
@@ -556,10 +562,10 @@ class InContextLanguages(Task):
                 "val_chance": float(chance[mask].mean())}
 
     def show(self, model, batch, n: int = 4) -> str:
-        """Each example's answer text, and below it the greedy next tokens: a letter where it is legal, `!`
+        """Each example's answer text, and below it the greedy letters: the letter where it is legal, `!`
         where it is not, ` ` where the position is not scored."""
         hit, scored = self.greedy_legal(model.eval(), batch)
-        pred = model(batch).logits.argmax(-1)
+        pred = self.greedy_letters(model, batch)
         lines = []
         for i in range(min(n, batch.size)):
             cols = batch.y[i] != IGNORE

@@ -87,9 +87,11 @@ def test_an_oracle_scores_1_and_a_uniform_guesser_chance():
     s = task.score(StandIn(uniform), batches)
     assert 0.1 < s["val_chance"] < 0.4
     assert abs(s["val_legal"] - s["val_chance"]) < 0.03, s
-    always_bar = task.score(StandIn(lambda x: torch.nn.functional.one_hot(
-        torch.full(x.shape, task.sep_symbol), task.tokenizer.vocab_size).float()), batches)
-    assert always_bar["val_legal"] == 0.0  # ending every string is never counted legal
+    for b, delta in zip(batches, automata):  # the greedy letter is scored: a preferred `|` neither helps nor hurts
+        oracle = oracle_logits(task, delta)
+        sure_to_end = StandIn(lambda x: oracle(x) + 5 * torch.nn.functional.one_hot(
+            torch.full(x.shape, task.sep_symbol), task.tokenizer.vocab_size))
+        assert task.score(sure_to_end, [b])["val_legal"] == 1.0
 
 
 def test_both_layouts_and_a_model_run_it():
