@@ -3,6 +3,7 @@ and incremental generation against recomputation.
 
     python benchmarks/memory_mosaics.py                  # from anywhere; several minutes; one thread
     python benchmarks/memory_mosaics.py --lengths 256 --skip-generation
+    python benchmarks/memory_mosaics.py --lengths                   # generation only
 
 Models: n_layer 4, n_head 4, d_model 128, vocab 256, RMSNorm, no bias, tied head (GPT: RoPE, GELU MLP).
 Contenders: gpt; mm (Memory Mosaics, persistent memory of 448 pairs per head, chunked leaky average, the
@@ -165,7 +166,8 @@ def generation() -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096])
+    p.add_argument("--lengths", type=int, nargs="*", default=[256, 1024, 4096],
+                   help="context lengths of the training-step comparison (none: generation only)")
     p.add_argument("--skip-generation", action="store_true")
     p.add_argument("--peak", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -175,7 +177,8 @@ def main() -> int:
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; shape {SHAPE}; {TOKENS} tokens per step")
     print("params: " + ", ".join(f"{n} {build(n, 256).num_params():,}" for n in CONTENDERS))
-    print(f"{'T':>5} {'B':>3} | " + " | ".join(f"{n:>22}" for n in CONTENDERS))
+    if a.lengths:
+        print(f"{'T':>5} {'B':>3} | " + " | ".join(f"{n:>22}" for n in CONTENDERS))
     results = {}
     for T in a.lengths:
         tm = timing(T)
@@ -183,7 +186,9 @@ def main() -> int:
         results[T] = (tm, pk)
         cells = [f"{tm[n]['s']:6.3f} s {tm[n]['ratio']:4.2f}x {pk[n]:6.0f} MB" for n in CONTENDERS]
         print(f"{T:>5} {TOKENS // T:>3} | " + " | ".join(cells), flush=True)
-    print("(each cell: median seconds per forward+backward, within-round ratio to gpt, peak memory growth of one step)")
+    if a.lengths:
+        print("(each cell: median seconds per forward+backward, within-round ratio to gpt, peak memory growth of one "
+              "step)")
     for T, (tm, pk) in results.items():
         print(f"RESULT memory_mosaics_train T={T} time_ratio={tm['mm']['ratio']:.2f}"
               f"{f' (target <= {TARGET_TIME})' if T == 256 else ''} memory_ratio={pk['mm'] / pk['gpt']:.2f} "

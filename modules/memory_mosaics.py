@@ -158,6 +158,8 @@ class LeakyKeys(LoggingModule):
     @log_io
     def leaky_average(self, k, carry=None):
         """k_t = k~_t + exp(-beta) k_{t-1}, for every t at once (carry: k_{-1} when streaming)."""
+        if k.shape[2] == 1:  # one new token (generation): the recurrence itself, without building a matrix
+            return k if carry is None else k + torch.exp(-self.beta) * carry
         return LEAKY_FORMS[self.form](k, self.beta, carry)
 
     @log_io
