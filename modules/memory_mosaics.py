@@ -234,6 +234,7 @@ class ContextMem(LoggingModule):
         scores = (q @ k.transpose(-2, -1)).masked_fill(~causal_mask(q.shape[2], k.shape[2], q.device), float("-inf"))
         return scores.softmax(-1)
 
+    @log_io
     def streamed(self, k, v, last, memory: LayerMemory):
         """Retrieval for T new positions N..N+T-1 with the memory of positions 0..N-1: complete the value
         waiting for its next token and those of the new positions but the last, store them, and let each new
