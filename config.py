@@ -221,6 +221,32 @@ class RMTConfig(SegmentConfig):
                               "leave mem_at = 'both'")
 
 
+@register("modules.memory_mosaics:MemoryMosaics")
+@dataclass
+class MemoryMosaicsConfig(ModelConfig):
+    """Memory Mosaics (Zhang et al. 2024): contextual associative memories (leaky keys, look-ahead values,
+    Gaussian-kernel retrieval) and a persistent memory in place of attention and the MLP; no positions."""
+    arch: str = option("memory_mosaics", "architecture (this config: memory_mosaics)")
+    pos: str = option("none", "none: Memory Mosaics add no positional embedding (the leaky keys carry order)",
+                      choices=("none",))
+    pmem_size: int = option(0, "key/value pairs per head of the persistent memory; 0 = round(3.5 d_model), "
+                               "which matches a GPT block's 12 d_model^2 weights", min=0)
+    persistent: str = option("pmem", "pmem = the persistent associative memory; mlp = the GPT's MLP instead "
+                                     "(widened to 4.5 d_model hidden for parameter parity)",
+                             choices=("pmem", "mlp"))
+    leaky_form: str = option("chunked", "how the leaky key average is computed: matrix = a (T, T) decay matrix "
+                                        "(clear, memory O(T^2)); chunked = sqrt(T)-sized chunks, memory O(T); "
+                                        "equal up to rounding", choices=("matrix", "chunked"))
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.n_kv_head != self.n_head:
+            raise ConfigError(f"n_kv_head = {self.n_kv_head}: Memory Mosaics have no grouped value heads; "
+                              f"leave it at 0 (= n_head)")
+        if self.pmem_size == 0:
+            self.pmem_size = round(3.5 * self.d_model)
+
+
 SCHEDULES = ("cosine", "linear", "step", "constant")
 
 

@@ -12,10 +12,12 @@ NumPy generator whose state is part of the checkpoint, so a resumed run draws th
 
 Tasks (loss on the answer only), in the layout of the model that reads them — decoder-only `prompt <sep>
 answer`, or encoder-decoder with the prompt as the source: the RMT paper's `copy`, `reverse`, `retrieval`
-(associative retrieval) and `sqeq` (quadratic equations with the worked solution); and `majority`, a
-built-in classification task with sentences of different lengths (padded, with masks). `task.score(model,
-batches)` gives the task's metrics: greedy accuracy (no teacher forcing) per answer token and per whole
-answer, or accuracy and macro precision/recall/F1 for classification.
+(associative retrieval) and `sqeq` (quadratic equations with the worked solution); `icll`, in-context
+language learning (each example's strings come from its own random automaton; RegBench, Akyurek et al. 2024);
+and `majority`, a built-in classification task with sentences of different lengths (padded, with
+masks). `task.score(model, batches)` gives the task's metrics: greedy accuracy (no teacher forcing) per answer token and per whole
+answer, accuracy and macro precision/recall/F1 for classification, or for `icll` the rate of legal greedy
+next tokens.
 
 The cache lives in `$MNEMO_CACHE`, default `data_cache/` in the repo (ignored by git).
 """
@@ -26,7 +28,7 @@ import io
 import os
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -439,6 +441,162 @@ class Majority(Task):
         return classification_metrics(pred, torch.cat([b.labels for b in batches]), self.n_classes)
 
 
+@dataclass
+class LegalBatch(Batch):
+    """A batch that also carries, for each target, which tokens would have been legal there (icll)."""
+    legal: torch.Tensor | None = None  # (B, T, V) bool aligned with y; all False where a target is not scored
+
+    def to(self, device) -> "LegalBatch":
+        return LegalBatch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
+                             for f in fields(self)})
+
+
+class InContextLanguages(Task):
+    """In-context language learning in the manner of RegBench (Akyurek et al. 2024, arXiv 2401.12973): every
+    example has its own random finite automaton, and the model must infer it from the strings it has read.
+
+    An automaton has 4-8 states (state 0 starts every string) and uses a random subset of 4..task_vocab of the
+    letters; each state has 1-3 outgoing letters, each to a random state. Strings are random walks from state
+    0 of 1..task_len letters. An example is one walk of exactly task_len letters (the prompt), `<sep>` (the
+    end of that string), then STREAM letters of further walks separated by `|` (the answer; the last string is
+    cut). The loss is on the answer. The score, `val_legal`, is teacher-forced: at every answer position whose
+    true next token is a letter, is the model's greedy letter (its most likely letter, `|` aside: given that
+    the string goes on, which letter?) one that this example's automaton allows from the state reached so
+    far? (Counting a predicted `|` as legal would let "always end the string" score well; counting it as
+    illegal would punish a model for knowing that strings are short.) `val_legal_first` / `val_legal_last`: the same over the first / last third of
+    the answer (in-context learning shows as last > first); `val_chance`: what a uniform guess over the
+    task_vocab letters scores on the same positions. An oracle that knows the automaton scores 1.0. n_keys
+    does not apply."""
+    name = "icll"
+    LETTERS, SEP = SYMBOLS[:26], "|"
+    STATES, MIN_LETTERS, MAX_DEGREE, STREAM = (4, 8), 4, 3, 120
+
+    def __init__(self, task_len: int = 8, task_vocab: int = 10, n_keys: int = 4):
+        if not self.MIN_LETTERS <= task_vocab <= len(self.LETTERS):
+            raise ValueError(f"icll draws each automaton's letters from task_vocab = {task_vocab} letters: need "
+                             f"{self.MIN_LETTERS} <= task_vocab <= {len(self.LETTERS)}")
+        super().__init__(task_len, task_vocab, n_keys)
+        self.sep_symbol = self.tokenizer.encode(self.SEP)[0]
+
+    def alphabet(self) -> str:
+        return self.LETTERS[:self.task_vocab] + self.SEP
+
+    def automaton(self, rng: np.random.Generator) -> np.ndarray:
+        """(states, task_vocab) next state for each (state, letter), -1 where the letter is not allowed."""
+        n = int(rng.integers(self.STATES[0], self.STATES[1] + 1))
+        used = rng.choice(self.task_vocab, size=int(rng.integers(self.MIN_LETTERS, self.task_vocab + 1)),
+                          replace=False)
+        delta = np.full((n, self.task_vocab), -1)
+        for s in range(n):
+            out = rng.choice(used, size=int(rng.integers(1, min(self.MAX_DEGREE, len(used)) + 1)), replace=False)
+            delta[s, out] = rng.integers(n, size=len(out))
+        return delta
+
+    def walk(self, delta: np.ndarray, length: int, rng: np.random.Generator) -> list[int]:
+        """A string of `length` letters (indices) from state 0."""
+        s, out = 0, []
+        for _ in range(length):
+            a = int(rng.choice(np.flatnonzero(delta[s] >= 0)))
+            out.append(a)
+            s = int(delta[s, a])
+        return out
+
+    def legal_after(self, delta: np.ndarray, answer: np.ndarray) -> np.ndarray:
+        """(A, V) bool: the tokens legal as answer[i], given everything before it (the prompt ended a string);
+        all False where answer[i] is `|` (not scored)."""
+        legal = np.zeros((len(answer), self.tokenizer.vocab_size), dtype=bool)
+        s = 0
+        for i, tok in enumerate(answer):
+            if tok != self.sep_symbol:
+                legal[i, self.first + np.flatnonzero(delta[s] >= 0)] = True
+                s = int(delta[s, tok - self.first])
+            else:
+                s = 0
+        return legal
+
+    def generate(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+        """(prompts (n, task_len), answers (n, STREAM), legal (n, STREAM, V), automata)."""
+        prompts, answers, legal, automata = [], [], [], []
+        for _ in range(n):
+            delta = self.automaton(rng)
+            stream = []
+            while len(stream) < self.STREAM:
+                stream += self.walk(delta, int(rng.integers(1, self.task_len + 1)), rng) + [-1]
+            answer = np.array([self.sep_symbol if a < 0 else self.first + a for a in stream[:self.STREAM]])
+            prompts.append(self.first + np.array(self.walk(delta, self.task_len, rng)))
+            answers.append(answer)
+            legal.append(self.legal_after(delta, answer))
+            automata.append(delta)
+        return np.stack(prompts), np.stack(answers), np.stack(legal), automata
+
+    def examples(self, n, rng):
+        return self.generate(n, rng)[:2]
+
+    def batch(self, batch_size, rng, layout=DECODER) -> LegalBatch:
+        prompts, answers, legal, _ = self.generate(batch_size, rng)
+        prompts, answers = (torch.from_numpy(a.astype(np.int64)) for a in (prompts, answers))
+        legal = torch.from_numpy(legal)
+        if layout == ENCODER_DECODER:
+            bos = torch.full((batch_size, 1), self.tokenizer.bos_id)
+            return LegalBatch(x=torch.cat([bos, answers[:, :-1]], dim=1), y=answers, src=prompts, legal=legal)
+        sep = torch.full((batch_size, 1), self.tokenizer.sep_id)
+        seq = torch.cat([prompts, sep, answers], dim=1)
+        x, y = seq[:, :-1], seq[:, 1:].clone()
+        P = prompts.shape[1]
+        y[:, :P] = IGNORE
+        full = torch.zeros(*y.shape, legal.shape[-1], dtype=torch.bool)
+        full[:, P:] = legal
+        return LegalBatch(x, y, legal=full)
+
+    def metrics(self):
+        return ["val_legal", "val_legal_first", "val_legal_last", "val_chance"]
+
+    @torch.no_grad()
+    def greedy_letters(self, model, batch: LegalBatch) -> torch.Tensor:
+        """(B, T) the most likely letter at every position (teacher-forced), `|` and specials aside."""
+        letters = model(batch).logits[..., self.first:self.first + self.task_vocab]
+        return self.first + letters.argmax(-1)
+
+    def greedy_legal(self, model, batch: LegalBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hit, scored), (B, T) bool each: the greedy letter is legal; the position is scored."""
+        pred = self.greedy_letters(model, batch)
+        scored = batch.legal.any(-1)
+        return batch.legal.gather(-1, pred.unsqueeze(-1)).squeeze(-1) & scored, scored
+
+    def score(self, model, batches):
+        was_training = model.training
+        model.eval()
+        hits, scored, chance = [], [], []
+        for b in batches:
+            h, s = self.greedy_legal(model, b)
+            hits.append(h)
+            scored.append(s)
+            chance.append(b.legal.sum(-1) / self.task_vocab)
+        model.train(was_training)
+        hit, mask, chance = torch.cat(hits), torch.cat(scored), torch.cat(chance)
+        cols = mask.any(0).nonzero().squeeze(1)                                  # the answer's positions
+        third = max(1, len(cols) // 3)
+
+        def rate(c):
+            return float(hit[:, c].sum() / mask[:, c].sum().clamp(min=1))
+        return {"val_legal": rate(cols), "val_legal_first": rate(cols[:third]), "val_legal_last": rate(cols[-third:]),
+                "val_chance": float(chance[mask].mean())}
+
+    def show(self, model, batch, n: int = 4) -> str:
+        """Each example's answer text, and below it the greedy letters: the letter where it is legal, `!`
+        where it is not, ` ` where the position is not scored."""
+        hit, scored = self.greedy_legal(model.eval(), batch)
+        pred = self.greedy_letters(model, batch)
+        lines = []
+        for i in range(min(n, batch.size)):
+            cols = batch.y[i] != IGNORE
+            text = self.tokenizer.decode(batch.y[i][cols].tolist())
+            marks = "".join(" " if not s else self.tokenizer.decode([int(p)]) if h else "!"
+                            for p, h, s in zip(pred[i][cols], hit[i][cols], scored[i][cols]))
+            lines += [f"answer {text}", f"greedy {marks}"]
+        return "\n".join(lines)
+
+
 def classification_metrics(pred: torch.Tensor, true: torch.Tensor, n_classes: int) -> dict:
     """Accuracy and macro-averaged precision, recall and F1 (each class weighs the same; a class never
     predicted has precision 0, a class never present recall 0)."""
@@ -455,7 +613,7 @@ def classification_metrics(pred: torch.Tensor, true: torch.Tensor, n_classes: in
 
 
 TASKS = {"copy": Copy, "reverse": Reverse, "retrieval": Retrieval, "sqeq": QuadraticEquations,
-         "majority": Majority}
+         "majority": Majority, "icll": InContextLanguages}
 
 
 def make_task(name: str, task_len: int = 8, task_vocab: int = 10, n_keys: int = 4) -> Task:

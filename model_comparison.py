@@ -150,16 +150,17 @@ def evaluate_run(run: Run, n: int = 8, batch_size: int = 16, seed: int = 0) -> d
 # --- tables and plots -------------------------------------------------------------------------------
 def markdown_table(runs: list[Run], digits: int = 3) -> str:
     """One row per run: architecture, size, data or task, how long, final and best validation loss, and
-    for task runs the final greedy answer accuracy (per token and whole answer)."""
+    for task runs the final greedy answer accuracy (per token and whole answer), or for icll the rate of
+    legal greedy next tokens."""
     head = ["run", "arch", "params", "data", "tokenizer", "steps", "tokens", "train s", "final val loss",
-            "best val loss", "val acc", "val exact"]
+            "best val loss", "val acc", "val exact", "val legal"]
     fmt = lambda v: "" if v is None else f"{v:.{digits}f}"
     rows = []
     for r in runs:
         rows.append([r.name, r.model_cfg.arch, f"{r.params:,}", r.train_cfg.task or r.train_cfg.data,
                      r.model_cfg.tokenizer, f"{r.last('step'):.0f}", f"{r.last('tokens'):,.0f}",
                      f"{r.last('elapsed_s'):.0f}", fmt(r.last("val_loss")), fmt(r.best("val_loss")),
-                     fmt(r.last("val_acc")), fmt(r.last("val_exact"))])
+                     fmt(r.last("val_acc")), fmt(r.last("val_exact")), fmt(r.last("val_legal"))])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
