@@ -28,7 +28,7 @@ import io
 import os
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -445,10 +445,6 @@ class Majority(Task):
 class LegalBatch(Batch):
     """A batch that also carries, for each target, which tokens would have been legal there (icll)."""
     legal: torch.Tensor | None = None  # (B, T, V) bool aligned with y; all False where a target is not scored
-
-    def to(self, device) -> "LegalBatch":
-        return LegalBatch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
-                             for f in fields(self)})
 
 
 class InContextLanguages(Task):

@@ -64,12 +64,12 @@ class Batch:
 
     def rows(self, start: int, stop: int) -> "Batch":
         """Examples start..stop-1 (one process's share of a global batch)."""
-        return Batch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[start:stop]
-                        for f in fields(self)})
+        return type(self)(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[start:stop]
+                             for f in fields(self)})
 
     def to(self, device) -> "Batch":
-        return Batch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
-                        for f in fields(self)})
+        return type(self)(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
+                             for f in fields(self)})
 
 
 def as_batch(batch) -> Batch:
