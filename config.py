@@ -221,6 +221,59 @@ class RMTConfig(SegmentConfig):
                               "leave mem_at = 'both'")
 
 
+@register("modules.transformer:Transformer")
+@dataclass
+class TransformerConfig(ModelConfig):
+    """The encoder-decoder Transformer the HMU framework compares with (Vaswani et al. 2017): an encoder over
+    the source, a decoder with causal self-attention and cross-attention, one embedding shared by source,
+    target and the (tied) head. Defaults follow the HMU framework: 4+4 layers, D = 256, 8 heads, ReLU
+    feed-forward 4D, sinusoidal positions, LayerNorm with biases (the blocks are pre-norm, unlike
+    the original's post-norm `nn.Transformer`)."""
+    arch: str = option("transformer", "architecture (this config: transformer)")
+    d_model: int = option(256, "model width C; must be divisible by n_head", min=1)
+    n_head: int = option(8, "attention heads per layer", min=1)
+    n_enc_layer: int = option(0, "encoder layers; 0 = n_layer", min=0)
+    n_dec_layer: int = option(0, "decoder layers; 0 = n_layer", min=0)
+    pos: str = option("sinusoidal", "positions: " + POSITIONS_HELP, choices=POSITIONS)
+    mlp: str = option("relu", "feed-forward: relu (the HMU framework's), gelu (4C hidden) or swiglu",
+                      choices=("relu", "gelu", "swiglu"))
+    norm: str = option("layer", "normalisation: rms (RMSNorm), layer (LayerNorm), cosine (CosineNorm)",
+                       choices=("rms", "layer", "cosine"))
+    bias: bool = option(True, "biases in linear layers and LayerNorm")
+    pooling: str = option("mean", "how the classification head pools the encoder's states: mean (over "
+                                  "non-padding positions), first or last (non-padding) token", choices=POOLINGS)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.n_enc_layer = self.n_enc_layer or self.n_layer
+        self.n_dec_layer = self.n_dec_layer or self.n_layer
+
+
+@register("modules.hmu:HMUTransformer")
+@dataclass
+class HMUConfig(TransformerConfig):
+    """The same encoder-decoder with a Hyper-Memory Unit (HMU framework README): a VAE bottleneck whose
+    reconstruction is fused (gated or not) with the representation it read, after the encoder (`hmu_at
+    encoder`) or on the decoder's output before the head (`hmu_at decoder`). Unlike the original, the VAE
+    has a KL term (`kl_weight`; 0 reproduces the original) and evaluation uses the posterior mean."""
+    arch: str = option("hmu", "architecture (this config: hmu)")
+    latent_dim: int = option(0, "VAE latent width d_z; 0 = d_model // 2", min=0)
+    hmu_gate: bool = option(True, "true = gated fusion (the variant the reported results used); false = the "
+                                  "ungated MLP fusion")
+    hmu_at: str = option("encoder", "where the HMU sits: encoder (on the encoder's output, so every "
+                                    "cross-attention reads it) or decoder (on the decoder's output, before "
+                                    "the head)", choices=("encoder", "decoder"))
+    kl_weight: float = option(0.01, "weight of the KL term (nats per position, summed over the latent); "
+                                    "0 = the original, which had none", min=0.0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.latent_dim = self.latent_dim or self.d_model // 2
+        if self.n_classes and self.hmu_at == "decoder":
+            raise ConfigError("hmu_at = 'decoder' does not apply to classification: a classifier reads the "
+                              "encoder's states only (there is no decoder output); use hmu_at = 'encoder'")
+
+
 SCHEDULES = ("cosine", "linear", "step", "constant")
 
 
