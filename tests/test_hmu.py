@@ -3,11 +3,13 @@ states them, deterministic evaluation (posterior mean), decoder causality, paddi
 equal to recomputation, and the KL term's log columns."""
 import csv
 
+import numpy as np
 import pytest
 import torch
 
 from config import ConfigError, TrainConfig, model_config
-from data import pad_rows
+from data import (ENCODER_DECODER, IGNORE, bleu, distinct_n, make_task, pad_rows, rouge_n, sequence_metrics,
+                  without_source)
 from inference import generate_ids
 from modules import Batch, build_model
 from modules.hmu import HMU, VAE
@@ -174,3 +176,103 @@ def test_a_run_logs_the_kl_and_learns(tmp_path):
     last = t.rows[-1]
     assert last["val_kl"] == pytest.approx(0.1 * last["val_kl_nats"])
     assert last["val_loss"] < t.rows[0]["val_loss"] - 0.3
+
+
+# --- the HMU framework's synthetic patterns -------------------------------------------------------------
+PATTERNS = ["hmu_random", "hmu_temporal", "hmu_hierarchical", "hmu_repetitive"]
+
+
+def values(name, n=400, L=20, V=7, seed=0):
+    task = make_task(name, task_len=L, task_vocab=V)
+    src, tgt = task.examples(n, np.random.default_rng(seed))
+    return task, src - task.first, tgt - task.first
+
+
+def test_temporal_is_a_walk_and_its_running_sum():
+    _, src, tgt = values("hmu_temporal")
+    steps = (src[:, 1:] - src[:, :-1]) % 7
+    assert set(np.unique(steps)) == {1, 2, 3, 4}
+    assert (tgt[:, 0] == src[:, 0]).all() and (tgt[:, 1:] == (src[:, 1:] + tgt[:, :-1]) % 7).all()
+
+
+@pytest.mark.parametrize("name,block", [("hmu_hierarchical", 5), ("hmu_repetitive", 4)])
+def test_hierarchical_and_repetitive_tile_a_block_and_add_one(name, block):
+    _, src, tgt = values(name)
+    assert (src == np.tile(src[:, :block], (1, 20 // block))).all()
+    assert (tgt == (src + 1) % 7).all()
+    assert len({tuple(r) for r in src[:, :block]}) > 300                 # the blocks are random
+
+
+def test_random_targets_are_independent_of_the_source():
+    _, src, tgt = values("hmu_random", n=7000)
+    joint = np.histogram2d(src[:, 0], tgt[:, 0], bins=7)[0] / 7000
+    assert np.abs(joint - 1 / 49).max() < 0.01                            # P(s, t) = P(s) P(t) = 1/49
+
+
+@pytest.mark.parametrize("name", PATTERNS)
+def test_patterns_batch_in_both_layouts(name):
+    task = make_task(name, task_len=8, task_vocab=5)
+    rng = np.random.default_rng(0)
+    enc = task.batch(3, rng, ENCODER_DECODER)
+    assert enc.src.shape == enc.y.shape == enc.x.shape == (3, 8) and (enc.x[:, 0] == task.tokenizer.bos_id).all()
+    assert torch.equal(enc.x[:, 1:], enc.y[:, :-1])                       # shifted behind <bos>
+    dec = task.batch(3, rng)
+    assert dec.x.shape == (3, 16) and (dec.y[:, :8] == IGNORE).all() and (dec.x[:, 8] == task.tokenizer.sep_id).all()
+    assert set(task.metrics()) >= {"val_acc", "val_exact", "val_ppl", "val_bleu2", "val_rouge2", "val_distinct2",
+                                   "val_retention"}
+
+
+# --- metrics, against hand-computed examples --------------------------------------------------------
+def test_bleu_rouge_and_distinct_against_hand_computed_values():
+    # "a b c d" against "a b d c": unigrams 4/4, bigrams {ab} of {ab, bc, cd} = 1/3 -> BLEU-2 = sqrt(1/3)
+    assert bleu([[1, 2, 3, 4]], [[1, 2, 4, 3]]) == pytest.approx(3 ** -0.5)
+    assert rouge_n([[1, 2, 3, 4]], [[1, 2, 4, 3]]) == pytest.approx(1 / 3)  # precision = recall = 1/3
+    # clipping: "a a a a" against "a b c d" has one unigram hit, no bigram -> 0
+    assert bleu([[1, 1, 1, 1]], [[1, 2, 3, 4]]) == 0.0
+    # corpus sums: unigrams (2 + 3) / (3 + 3), bigrams (1 + 2) / (2 + 2) -> sqrt(5/6 * 3/4)
+    assert bleu([[1, 2, 5], [1, 2, 3]], [[1, 2, 3], [1, 2, 3]]) == pytest.approx((5 / 6 * 3 / 4) ** 0.5)
+    # brevity penalty: 2 predicted tokens for 4 -> exp(1 - 4/2)
+    assert bleu([[1, 2]], [[1, 2, 3, 4]]) == pytest.approx(np.exp(-1))
+    # ROUGE-2 F1 with different lengths: 1 shared bigram, precision 1/1, recall 1/3 -> 2 * 1/3 / (4/3) = 1/2
+    assert rouge_n([[1, 2]], [[1, 2, 3, 4]]) == pytest.approx(0.5)
+    assert distinct_n([[1, 2, 1, 2], [1, 2, 3, 4]]) == pytest.approx(4 / 6)  # {12, 21, 23, 34} of 6 bigrams
+
+
+def test_metrics_are_one_for_a_perfect_model_and_at_chance_for_random_guesses():
+    g = torch.Generator().manual_seed(0)
+    V, N, A = 5, 2000, 8
+    true = torch.randint(0, V, (N, A), generator=g)
+    perfect = sequence_metrics(true, true, blind=torch.randint(0, V, (N, A), generator=g))
+    assert perfect == pytest.approx({"acc": 1, "exact": 1, "bleu2": 1, "rouge2": 1, "distinct2": 1, "retention": 1})
+    guess, other = (torch.randint(0, V, (N, A), generator=g) for _ in range(2))
+    chance = sequence_metrics(guess, true, blind=torch.randint(0, V, (N, A), generator=g))
+    again = sequence_metrics(other, true)                                 # another random guesser: chance level
+    assert chance["acc"] == pytest.approx(1 / V, abs=0.01) and chance["exact"] < 0.001
+    assert chance["retention"] == pytest.approx(0, abs=0.02)
+    for k in ("bleu2", "rouge2", "distinct2"):
+        assert chance[k] == pytest.approx(again[k], abs=0.02)
+    assert chance["bleu2"] < 0.5 and chance["rouge2"] < 0.5             # well below a perfect model's 1
+    constant = sequence_metrics(torch.zeros_like(true), true, blind=torch.zeros_like(true))
+    assert constant["retention"] == 0 and constant["distinct2"] < 0.05     # ignores the source, never varies
+
+
+def test_retention_replaces_the_source_of_each_example_with_another():
+    task = make_task("hmu_temporal", task_len=6, task_vocab=5)
+    for layout in (ENCODER_DECODER, "decoder"):
+        b = task.batch(4, np.random.default_rng(0), layout)
+        blind = without_source(b)
+        if layout == ENCODER_DECODER:
+            assert torch.equal(blind.src, b.src.roll(1, 0)) and torch.equal(blind.x, b.x)
+        else:
+            assert torch.equal(blind.x[:, :6], b.x[:, :6].roll(1, 0)) and torch.equal(blind.x[:, 6:], b.x[:, 6:])
+        assert torch.equal(blind.y, b.y)
+
+
+def test_an_untrained_model_scores_near_chance_on_every_metric():
+    task = make_task("hmu_temporal", task_len=6, task_vocab=5)
+    torch.manual_seed(0)
+    m = build_model(model_config("hmu", vocab_size=task.tokenizer.vocab_size, block_size=task.seq_len, **SMALL))
+    scores = task.score(m, task.val_batches(4, 32, seed=1, layout=ENCODER_DECODER))
+    assert list(scores) == task.metrics()
+    assert scores["val_acc"] < 0.4 and abs(scores["val_retention"]) < 0.15
+    assert 4 < scores["val_ppl"] < 2 * task.tokenizer.vocab_size
