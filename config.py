@@ -281,11 +281,18 @@ SCHEDULES = ("cosine", "linear", "step", "constant")
 class TrainConfig(Config):
     """The training loop, the data it reads, and the task (if any)."""
     data: str = option("builtin", "corpus: builtin (Python's pydoc topics, ships with Python), shakespeare, "
-                               "tinystories (downloaded and cached), or a path to a UTF-8 text file")
-    task: str = option("", "synthetic task instead of a corpus (e.g. copy); empty = language modelling on --data")
+                               "tinystories (downloaded and cached), or a path to a UTF-8 text file; with "
+                               "--task classify, a TSV/CSV file with a header (builtin: the synthetic majority "
+                               "sentences)")
+    task: str = option("", "task instead of a corpus (e.g. copy, hmu_temporal, classify); empty = language "
+                           "modelling on --data")
     task_len: int = option(8, "symbols per task example", min=1)
     n_keys: int = option(4, "key/value pairs per example (retrieval task)", min=1)
     task_vocab: int = option(10, "distinct symbols a task draws from", min=2)
+    text_column: str = option("sentence", "classify: the column of the text in the --data TSV/CSV file")
+    text_pair_column: str = option("", "classify: the column of the second text of a sentence pair (GLUE's "
+                                       "sentence2, question2, ...); empty = single sentences")
+    label_column: str = option("label", "classify: the column of the label in the --data TSV/CSV file")
     batch_size: int = option(32, "sequences per optimizer micro-step", min=1)
     max_iters: int = option(500, "optimizer steps in the whole run", min=0)
     lr: float = option(3e-3, "peak learning rate (after warm-up)", min=0.0)

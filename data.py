@@ -19,6 +19,7 @@ The cache lives in `$MNEMO_CACHE`, default `data_cache/` in the repo (ignored by
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import os
@@ -200,6 +201,11 @@ class Task:
         self.task_len, self.task_vocab, self.n_keys = task_len, task_vocab, n_keys
         self.tokenizer = CharTokenizer(self.alphabet(), name=f"task-{self.name}")
         self.first = self.tokenizer.vocab_size - len(self.alphabet())  # id of the first symbol
+
+    @classmethod
+    def from_config(cls, tcfg) -> "Task":
+        """The task with the TrainConfig fields it reads."""
+        return cls(task_len=tcfg.task_len, task_vocab=tcfg.task_vocab, n_keys=tcfg.n_keys)
 
     def alphabet(self) -> str:
         return SYMBOLS[:self.task_vocab]
@@ -391,7 +397,10 @@ class Majority(Task):
         return rows, labels
 
     def batch(self, batch_size, rng, layout=DECODER):
-        rows, labels = self.texts(batch_size, rng)
+        return self.rows_batch(*self.texts(batch_size, rng), layout)
+
+    def rows_batch(self, rows: list[list[int]], labels: list[int], layout=DECODER) -> Batch:
+        """Padded ids (mask True at real tokens) and labels, in the layout of the model."""
         ids, mask = pad_rows(rows, self.tokenizer.pad_id)
         labels = torch.tensor(labels)
         if layout == ENCODER_DECODER:
@@ -435,6 +444,119 @@ def classification_metrics(pred: torch.Tensor, true: torch.Tensor, n_classes: in
         f.append(2 * pc * rc / (pc + rc) if pc + rc else 0.0)
     return {"val_acc": float((pred == true).float().mean()), "val_precision": sum(p) / n_classes,
             "val_recall": sum(r) / n_classes, "val_f1": sum(f) / n_classes}
+
+
+class DataFileError(ValueError):
+    """A malformed data file; the message names the file, the line and the column."""
+
+
+def read_table(path: Path, columns: list[str]) -> list[tuple[int, list[str]]]:
+    """The given columns of a TSV (tab-separated, no quoting, GLUE's format) or CSV (`.csv`, quoted fields)
+    file with a header line: [(line number, [value per column])], blank lines skipped."""
+    if not path.is_file():
+        raise DataFileError(f"{path}: no such file")
+    tsv = path.suffix.lower() != ".csv"
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f, delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+            header = [h.strip() for h in next(reader, [])]
+            if not any(header):
+                raise DataFileError(f"{path}, line 1: the file is empty; expected a header line naming the "
+                                    f"columns {columns}")
+            for c in columns:
+                if c not in header:
+                    raise DataFileError(f"{path}, line 1 (header), column {c!r}: no such column; the columns are "
+                                        f"{header}" + (" (a .tsv file is split at tabs)" if tsv and len(header) == 1 else ""))
+            index = [header.index(c) for c in columns]
+            rows = []
+            for row in reader:
+                if not any(v.strip() for v in row):
+                    continue
+                for c, i in zip(columns, index):
+                    if i >= len(row):
+                        raise DataFileError(f"{path}, line {reader.line_num}, column {c!r}: missing (the row has "
+                                            f"{len(row)} fields, the header {len(header)})")
+                rows.append((reader.line_num, [row[i] for i in index]))
+    except UnicodeDecodeError as e:
+        raise DataFileError(f"{path}: not UTF-8 text ({e})") from None
+    if not rows:
+        raise DataFileError(f"{path}, line 2: a header but no rows")
+    return rows
+
+
+class Classify(Majority):
+    """Sentence (or sentence-pair) classification from a TSV/CSV file with a header, GLUE's format:
+    `--task classify --data train.tsv --text_column sentence [--text_pair_column s2] --label_column label`.
+
+    Validation: the GLUE sibling of the file (`dev.tsv` or `validation.tsv` next to `train.tsv`, same
+    extension) when there is one, else a seeded 10% of the rows held out; every validation row is scored.
+    Characters are the tokens (a CharTokenizer over the training texts; others become <unk>); a pair is
+    `text <sep> pair`; examples are cut to task_len tokens. Labels are the distinct training values,
+    sorted. Without a file (`--data builtin`, the default) it is the built-in `majority` task (no download)."""
+    name = "classify"
+
+    def __init__(self, task_len: int = 8, task_vocab: int = 10, n_keys: int = 4, data: str = "builtin",
+                 text_column: str = "sentence", text_pair_column: str = "", label_column: str = "label"):
+        self.path = None if data in ("", "builtin") else Path(data)
+        if self.path is None:
+            super().__init__(task_len, task_vocab, n_keys)
+            return
+        columns = [text_column] + ([text_pair_column] if text_pair_column else []) + [label_column]
+        train = read_table(self.path, columns)
+        self.labels = sorted({v[-1].strip() for _, v in train})
+        if len(self.labels) < 2:
+            raise DataFileError(f"{self.path}, column {label_column!r}: one label only ({self.labels}); "
+                                f"classification needs at least 2")
+        val_path = next((p for p in (self.path.with_name(n + self.path.suffix) for n in ("dev", "validation"))
+                         if p != self.path and p.is_file()), None)
+        if val_path is not None:
+            val = read_table(val_path, columns)
+            for line, v in val:
+                if v[-1].strip() not in self.labels:
+                    raise DataFileError(f"{val_path}, line {line}, column {label_column!r}: label {v[-1]!r} is not "
+                                        f"among the training labels {self.labels} of {self.path}")
+        else:
+            order = np.random.default_rng(0).permutation(len(train))
+            n_val = max(1, int(len(train) * VAL_FRACTION))
+            val, train = [train[i] for i in order[:n_val]], [train[i] for i in order[n_val:]]
+        self.chars = "".join(sorted({c for _, v in train for t in v[:-1] for c in t}))
+        Task.__init__(self, task_len, task_vocab, n_keys)
+        self.n_classes = len(self.labels)
+        self.train_rows, self.train_labels = self.encode_rows(train)
+        self.val_rows, self.val_labels = self.encode_rows(val)
+
+    @classmethod
+    def from_config(cls, tcfg) -> "Classify":
+        return cls(tcfg.task_len, tcfg.task_vocab, tcfg.n_keys, tcfg.data, tcfg.text_column,
+                   tcfg.text_pair_column, tcfg.label_column)
+
+    def alphabet(self) -> str:
+        return super().alphabet() if self.path is None else self.chars
+
+    def encode_rows(self, rows) -> tuple[list[list[int]], list[int]]:
+        tok, ids, labels = self.tokenizer, [], []
+        for _, v in rows:
+            text = tok.encode(v[0]) + ([tok.sep_id] + tok.encode(v[1]) if len(v) == 3 else [])
+            ids.append(text[:self.task_len] or [tok.unk_id])   # an empty text still has a position
+            labels.append(self.labels.index(v[-1].strip()))
+        return ids, labels
+
+    def texts(self, n, rng):
+        if self.path is None:
+            return super().texts(n, rng)
+        pick = rng.integers(0, len(self.train_rows), size=n)
+        return [self.train_rows[i] for i in pick], [self.train_labels[i] for i in pick]
+
+    def val_batches(self, n, batch_size, seed, layout=DECODER):
+        """The built-in task: n seeded batches; a file: every validation row, in order."""
+        if self.path is None:
+            return super().val_batches(n, batch_size, seed, layout)
+        return [self.rows_batch(self.val_rows[i:i + batch_size], self.val_labels[i:i + batch_size], layout)
+                for i in range(0, len(self.val_rows), batch_size)]
+
+    @property
+    def seq_len(self) -> int:
+        return self.task_len if self.path is None else max(map(len, self.train_rows + self.val_rows))
 
 
 # --- the HMU framework's synthetic patterns and their metrics ---------------------------------------------
@@ -598,13 +720,21 @@ def sequence_metrics(pred: torch.Tensor, true: torch.Tensor, blind: torch.Tensor
 
 TASKS = {"copy": Copy, "reverse": Reverse, "retrieval": Retrieval, "sqeq": QuadraticEquations,
          "majority": Majority, "hmu_random": HMURandom, "hmu_temporal": HMUTemporal,
-         "hmu_hierarchical": HMUHierarchical, "hmu_repetitive": HMURepetitive}
+         "hmu_hierarchical": HMUHierarchical, "hmu_repetitive": HMURepetitive, "classify": Classify}
 
 
-def make_task(name: str, task_len: int = 8, task_vocab: int = 10, n_keys: int = 4) -> Task:
+def make_task(name: str, task_len: int = 8, task_vocab: int = 10, n_keys: int = 4, **options) -> Task:
+    """Task `name`; `options` are a task's own (classify: data, text_column, text_pair_column, label_column)."""
     if name not in TASKS:
         raise ValueError(f"task = {name!r} is not valid; choose one of {sorted(TASKS)}")
-    return TASKS[name](task_len=task_len, task_vocab=task_vocab, n_keys=n_keys)
+    return TASKS[name](task_len=task_len, task_vocab=task_vocab, n_keys=n_keys, **options)
+
+
+def task_from_config(tcfg) -> Task:
+    """The task a TrainConfig names, with the fields it reads."""
+    if tcfg.task not in TASKS:
+        raise ValueError(f"task = {tcfg.task!r} is not valid; choose one of {sorted(TASKS)}")
+    return TASKS[tcfg.task].from_config(tcfg)
 
 
 @torch.no_grad()

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from config import ConfigError, TrainConfig, model_config
-from data import (ENCODER_DECODER, IGNORE, bleu, distinct_n, make_task, pad_rows, rouge_n, sequence_metrics,
+from data import (ENCODER_DECODER, IGNORE, DataFileError, bleu, distinct_n, make_task, pad_rows, rouge_n, sequence_metrics,
                   without_source)
 from inference import generate_ids
 from modules import Batch, build_model
 from modules.hmu import HMU, VAE
 from train import Trainer
+from train import main as train_main
 
 SMALL = dict(n_layer=1, d_model=32, n_head=2)
 VARIANTS = [("transformer", {}), ("hmu", {}), ("hmu", {"hmu_at": "decoder"}), ("hmu", {"hmu_gate": False}),
@@ -276,3 +277,76 @@ def test_an_untrained_model_scores_near_chance_on_every_metric():
     assert list(scores) == task.metrics()
     assert scores["val_acc"] < 0.4 and abs(scores["val_retention"]) < 0.15
     assert 4 < scores["val_ppl"] < 2 * task.tokenizer.vocab_size
+
+
+# --- classification from a TSV/CSV file ----------------------------------------------------------------
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def sentiment_files(tmp_path, n=60):
+    """A GLUE-like pair of files: the label is 1 when the sentence says 'good'."""
+    rng = np.random.default_rng(0)
+    rows = ["sentence\tlabel"] + [f"{'good' if k % 2 else 'bad'} {'xyz'[rng.integers(3)] * int(rng.integers(1, 4))}\t{k % 2}"
+                                  for k in range(n)]
+    write(tmp_path / "dev.tsv", "\n".join(rows[:1] + rows[1:11]) + "\n")
+    return write(tmp_path / "train.tsv", "\n".join(rows) + "\n")
+
+
+def test_a_tsv_file_with_its_dev_sibling_is_read_and_trained_on(tmp_path):
+    path = sentiment_files(tmp_path)
+    task = make_task("classify", task_len=16, data=str(path))
+    assert task.n_classes == 2 and task.labels == ["0", "1"] and len(task.train_rows) == 60 and len(task.val_rows) == 10
+    assert task.tokenizer.decode(task.train_rows[1]).startswith("good ") and task.train_labels[1] == 1
+    val = task.val_batches(1, 4, seed=0, layout=ENCODER_DECODER)
+    assert [len(b.labels) for b in val] == [4, 4, 2]                     # every validation row, in order
+    mcfg = model_config("hmu", **SMALL)
+    tcfg = TrainConfig(task="classify", data=str(path), task_len=16, max_iters=40, eval_interval=20, eval_iters=1,
+                       batch_size=16, warmup_iters=0, sample_len=2, lr=3e-3)
+    t = Trainer(mcfg, tcfg, tmp_path / "run", progress=False, verbose=False).run()
+    assert t.mcfg.n_classes == 2 and t.rows[-1]["val_acc"] == 1.0      # 'good' vs 'bad' is easy
+    assert {"val_f1", "val_kl"} <= set(t.rows[-1])
+
+
+def test_sentence_pairs_and_csv_with_quoted_commas(tmp_path):
+    path = write(tmp_path / "pairs.csv", 'q1,q2,is_dup\n"a, b",a b,yes\nc,"d ""e""",no\nf,f,yes\ng,h,no\n')
+    task = make_task("classify", task_len=32, data=str(path), text_column="q1", text_pair_column="q2",
+                     label_column="is_dup")
+    assert task.labels == ["no", "yes"] and len(task.train_rows) + len(task.val_rows) == 4
+    rows = {task.tokenizer.decode(r) for r in task.train_rows + task.val_rows}
+    assert "a, b<sep>a b" in rows and 'c<sep>d "e"' in rows
+
+
+@pytest.mark.parametrize("text,message", [
+    ("", r"line 1: the file is empty"),
+    ("text\tlabel\nhello\t1\n", r"line 1 \(header\), column 'sentence': no such column"),
+    ("sentence\tlabel\nhello\t1\nbye\n", r"line 3, column 'label': missing"),
+    ("sentence\tlabel\n", r"line 2: a header but no rows"),
+    ("sentence\tlabel\nhello\t1\nbye\t1\n", r"column 'label': one label only"),
+])
+def test_a_malformed_file_is_named_with_its_line_and_column(tmp_path, text, message):
+    path = write(tmp_path / "train.tsv", text)
+    with pytest.raises(DataFileError, match=message) as e:
+        make_task("classify", data=str(path))
+    assert str(path) in str(e.value)
+
+
+def test_a_validation_label_unseen_in_training_is_an_error(tmp_path):
+    path = write(tmp_path / "train.tsv", "sentence\tlabel\ngood\t1\nbad\t0\n")
+    write(tmp_path / "dev.tsv", "sentence\tlabel\nok\t1\nso so\t2\n")
+    with pytest.raises(DataFileError, match=r"dev.tsv, line 3, column 'label': label '2' is not among"):
+        make_task("classify", data=str(path))
+
+
+def test_the_command_line_reports_a_malformed_file(tmp_path, capsys):
+    path = write(tmp_path / "train.tsv", "text\tlabel\nhello\t1\n")
+    with pytest.raises(SystemExit):
+        train_main(["--arch", "transformer", "--task", "classify", "--data", str(path), "--out", str(tmp_path / "r")])
+    assert "no such column" in capsys.readouterr().err
+
+
+def test_classify_without_a_file_is_the_builtin_majority_task():
+    task, majority = make_task("classify", n_keys=3), make_task("majority", n_keys=3)
+    a, b = (t.batch(4, np.random.default_rng(0)) for t in (task, majority))
+    assert task.n_classes == 3 and torch.equal(a.x, b.x) and torch.equal(a.labels, b.labels)
