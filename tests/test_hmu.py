@@ -2,6 +2,8 @@
 states them, deterministic evaluation (posterior mean), decoder causality, padding invariance, cached decoding
 equal to recomputation, and the KL term's log columns."""
 import csv
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -350,3 +352,21 @@ def test_classify_without_a_file_is_the_builtin_majority_task():
     task, majority = make_task("classify", n_keys=3), make_task("majority", n_keys=3)
     a, b = (t.batch(4, np.random.default_rng(0)) for t in (task, majority))
     assert task.n_classes == 3 and torch.equal(a.x, b.x) and torch.equal(a.labels, b.labels)
+
+
+# --- the experiment runner ----------------------------------------------------------------------------
+def test_the_experiment_runner_writes_csv_summary_and_curves(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
+    import hmu as experiment
+    assert experiment.main(["--task", "hmu_random", "--quick", "--seeds", "2", "--steps", "2", "--out", str(tmp_path)]) == 0
+    out = tmp_path / "hmu_random"
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["variant"], r["seed"]) for r in rows] == [(v, s) for v in ("transformer", "hmu", "hmu-decoder")
+                                                         for s in ("0", "1")]
+    assert {"val_acc", "val_bleu2", "val_retention", "val_kl_nats"} <= set(rows[0])
+    assert rows[0]["val_kl_nats"] == "nan" and float(rows[2]["val_kl_nats"]) > 0   # the transformer has no KL
+    summary = (out / "summary.md").read_text()
+    assert "| hmu-decoder |" in summary and " ± " in summary and "paired by seed" in summary
+    assert (out / "curves.png").stat().st_size > 1000
+    assert experiment.variants_for("classify").keys() == {"transformer", "hmu"}
