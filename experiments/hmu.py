@@ -83,7 +83,7 @@ def summarize(results: list[dict], metrics: list[str], task: str) -> str:
             if math.isnan(by[("transformer", seeds[0])][m]):
                 continue
             mu, sd = mean_std([by[(v, s)][m] - by[("transformer", s)][m] for s in seeds])
-            verdict = "within spread" if abs(mu) < sd or sd == 0 and mu == 0 else ("higher" if mu > 0 else "lower")
+            verdict = "within spread" if abs(mu) <= sd + 1e-12 else ("higher" if mu > 0 else "lower")
             parts.append(f"{m} {mu:+.4f} ± {sd:.4f} ({verdict})")
         lines.append(f"- `{v}`: " + "; ".join(parts))
     if task == "classify":
