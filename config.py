@@ -247,6 +247,59 @@ class MemoryMosaicsConfig(ModelConfig):
             self.pmem_size = round(3.5 * self.d_model)
 
 
+@register("modules.transformer:Transformer")
+@dataclass
+class TransformerConfig(ModelConfig):
+    """The encoder-decoder Transformer the HMU framework compares with (Vaswani et al. 2017): an encoder over
+    the source, a decoder with causal self-attention and cross-attention, one embedding shared by source,
+    target and the (tied) head. Defaults follow the HMU framework: 4+4 layers, D = 256, 8 heads, ReLU
+    feed-forward 4D, sinusoidal positions, LayerNorm with biases (the blocks are pre-norm, unlike
+    the original's post-norm `nn.Transformer`)."""
+    arch: str = option("transformer", "architecture (this config: transformer)")
+    d_model: int = option(256, "model width C; must be divisible by n_head", min=1)
+    n_head: int = option(8, "attention heads per layer", min=1)
+    n_enc_layer: int = option(0, "encoder layers; 0 = n_layer", min=0)
+    n_dec_layer: int = option(0, "decoder layers; 0 = n_layer", min=0)
+    pos: str = option("sinusoidal", "positions: " + POSITIONS_HELP, choices=POSITIONS)
+    mlp: str = option("relu", "feed-forward: relu (the HMU framework's), gelu (4C hidden) or swiglu",
+                      choices=("relu", "gelu", "swiglu"))
+    norm: str = option("layer", "normalisation: rms (RMSNorm), layer (LayerNorm), cosine (CosineNorm)",
+                       choices=("rms", "layer", "cosine"))
+    bias: bool = option(True, "biases in linear layers and LayerNorm")
+    pooling: str = option("mean", "how the classification head pools the encoder's states: mean (over "
+                                  "non-padding positions), first or last (non-padding) token", choices=POOLINGS)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.n_enc_layer = self.n_enc_layer or self.n_layer
+        self.n_dec_layer = self.n_dec_layer or self.n_layer
+
+
+@register("modules.hmu:HMUTransformer")
+@dataclass
+class HMUConfig(TransformerConfig):
+    """The same encoder-decoder with a Hyper-Memory Unit (HMU framework README): a VAE bottleneck whose
+    reconstruction is fused (gated or not) with the representation it read, after the encoder (`hmu_at
+    encoder`) or on the decoder's output before the head (`hmu_at decoder`). Unlike the original, the VAE
+    has a KL term (`kl_weight`; 0 reproduces the original) and evaluation uses the posterior mean."""
+    arch: str = option("hmu", "architecture (this config: hmu)")
+    latent_dim: int = option(0, "VAE latent width d_z; 0 = d_model // 2", min=0)
+    hmu_gate: bool = option(True, "true = gated fusion (the variant the reported results used); false = the "
+                                  "ungated MLP fusion")
+    hmu_at: str = option("encoder", "where the HMU sits: encoder (on the encoder's output, so every "
+                                    "cross-attention reads it) or decoder (on the decoder's output, before "
+                                    "the head)", choices=("encoder", "decoder"))
+    kl_weight: float = option(0.01, "weight of the KL term (nats per position, summed over the latent); "
+                                    "0 = the original, which had none", min=0.0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.latent_dim = self.latent_dim or self.d_model // 2
+        if self.n_classes and self.hmu_at == "decoder":
+            raise ConfigError("hmu_at = 'decoder' does not apply to classification: a classifier reads the "
+                              "encoder's states only (there is no decoder output); use hmu_at = 'encoder'")
+
+
 SCHEDULES = ("cosine", "linear", "step", "constant")
 
 
@@ -254,11 +307,18 @@ SCHEDULES = ("cosine", "linear", "step", "constant")
 class TrainConfig(Config):
     """The training loop, the data it reads, and the task (if any)."""
     data: str = option("builtin", "corpus: builtin (Python's pydoc topics, ships with Python), shakespeare, "
-                               "tinystories (downloaded and cached), or a path to a UTF-8 text file")
-    task: str = option("", "synthetic task instead of a corpus (e.g. copy); empty = language modelling on --data")
+                               "tinystories (downloaded and cached), or a path to a UTF-8 text file; with "
+                               "--task classify, a TSV/CSV file with a header (builtin: the synthetic majority "
+                               "sentences)")
+    task: str = option("", "task instead of a corpus (e.g. copy, hmu_temporal, classify); empty = language "
+                           "modelling on --data")
     task_len: int = option(8, "symbols per task example", min=1)
     n_keys: int = option(4, "key/value pairs per example (retrieval task)", min=1)
     task_vocab: int = option(10, "distinct symbols a task draws from", min=2)
+    text_column: str = option("sentence", "classify: the column of the text in the --data TSV/CSV file")
+    text_pair_column: str = option("", "classify: the column of the second text of a sentence pair (GLUE's "
+                                       "sentence2, question2, ...); empty = single sentences")
+    label_column: str = option("label", "classify: the column of the label in the --data TSV/CSV file")
     batch_size: int = option(32, "sequences per optimizer micro-step", min=1)
     max_iters: int = option(200, "optimizer steps in the whole run (the default takes a few minutes on one CPU "
                                   "core; the shipped reference run took 500)", min=0)

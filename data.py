@@ -23,6 +23,7 @@ The cache lives in `$MNEMO_CACHE`, default `data_cache/` in the repo (ignored by
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import os
@@ -224,6 +225,11 @@ class Task:
         self.tokenizer = CharTokenizer(self.alphabet(), name=f"task-{self.name}")
         self.first = self.tokenizer.vocab_size - len(self.alphabet())  # id of the first symbol
 
+    @classmethod
+    def from_config(cls, tcfg) -> "Task":
+        """The task with the TrainConfig fields it reads."""
+        return cls(task_len=tcfg.task_len, task_vocab=tcfg.task_vocab, n_keys=tcfg.n_keys)
+
     def alphabet(self) -> str:
         return SYMBOLS[:self.task_vocab]
 
@@ -258,6 +264,10 @@ class Task:
     def metrics(self) -> list[str]:
         """The names `score` returns, in log.csv's column order."""
         return ["val_acc", "val_exact"]
+
+    def metric_range(self, name: str) -> tuple[float, float]:
+        """The values metric `name` can take: (0, 1) for a fraction, the default."""
+        return (0.0, 1.0)
 
     def show(self, model, batch: Batch, n: int = 4) -> str:
         """A few examples of `batch` as text: `prompt -> greedy answer (true answer)`."""
@@ -410,7 +420,10 @@ class Majority(Task):
         return rows, labels
 
     def batch(self, batch_size, rng, layout=DECODER):
-        rows, labels = self.texts(batch_size, rng)
+        return self.rows_batch(*self.texts(batch_size, rng), layout)
+
+    def rows_batch(self, rows: list[list[int]], labels: list[int], layout=DECODER) -> Batch:
+        """Padded ids (mask True at real tokens) and labels, in the layout of the model."""
         ids, mask = pad_rows(rows, self.tokenizer.pad_id)
         labels = torch.tensor(labels)
         if layout == ENCODER_DECODER:
@@ -608,14 +621,295 @@ def classification_metrics(pred: torch.Tensor, true: torch.Tensor, n_classes: in
             "val_recall": sum(r) / n_classes, "val_f1": sum(f) / n_classes}
 
 
+class DataFileError(ValueError):
+    """A malformed data file; the message names the file, the line and the column."""
+
+
+def read_table(path: Path, columns: list[str]) -> list[tuple[int, list[str]]]:
+    """The given columns of a TSV (tab-separated, no quoting, GLUE's format) or CSV (`.csv`, quoted fields)
+    file with a header line: [(line number, [value per column])], blank lines skipped."""
+    if not path.is_file():
+        raise DataFileError(f"{path}: no such file")
+    tsv = path.suffix.lower() != ".csv"
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f, delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+            header = [h.strip() for h in next(reader, [])]
+            if not any(header):
+                raise DataFileError(f"{path}, line 1: the file is empty; expected a header line naming the "
+                                    f"columns {columns}")
+            for c in columns:
+                if c not in header:
+                    raise DataFileError(f"{path}, line 1 (header), column {c!r}: no such column; the columns are "
+                                        f"{header}" + (" (a .tsv file is split at tabs)" if tsv and len(header) == 1 else ""))
+            index = [header.index(c) for c in columns]
+            rows = []
+            for row in reader:
+                if not any(v.strip() for v in row):
+                    continue
+                for c, i in zip(columns, index):
+                    if i >= len(row):
+                        raise DataFileError(f"{path}, line {reader.line_num}, column {c!r}: missing (the row has "
+                                            f"{len(row)} fields, the header {len(header)})")
+                rows.append((reader.line_num, [row[i] for i in index]))
+    except UnicodeDecodeError as e:
+        raise DataFileError(f"{path}: not UTF-8 text ({e})") from None
+    if not rows:
+        raise DataFileError(f"{path}, line 2: a header but no rows")
+    return rows
+
+
+class Classify(Majority):
+    """Sentence (or sentence-pair) classification from a TSV/CSV file with a header, GLUE's format:
+    `--task classify --data train.tsv --text_column sentence [--text_pair_column s2] --label_column label`.
+
+    Validation: the GLUE sibling of the file (`dev.tsv` or `validation.tsv` next to `train.tsv`, same
+    extension) when there is one, else a seeded 10% of the rows held out; every validation row is scored.
+    Characters are the tokens (a CharTokenizer over the training texts; others become <unk>); a pair is
+    `text <sep> pair`; examples are cut to task_len tokens. Labels are the distinct training values,
+    sorted. Without a file (`--data builtin`, the default) it is the built-in `majority` task (no download)."""
+    name = "classify"
+
+    def __init__(self, task_len: int = 8, task_vocab: int = 10, n_keys: int = 4, data: str = "builtin",
+                 text_column: str = "sentence", text_pair_column: str = "", label_column: str = "label"):
+        self.path = None if data in ("", "builtin") else Path(data)
+        if self.path is None:
+            super().__init__(task_len, task_vocab, n_keys)
+            return
+        columns = [text_column] + ([text_pair_column] if text_pair_column else []) + [label_column]
+        train = read_table(self.path, columns)
+        self.labels = sorted({v[-1].strip() for _, v in train})
+        if len(self.labels) < 2:
+            raise DataFileError(f"{self.path}, column {label_column!r}: one label only ({self.labels}); "
+                                f"classification needs at least 2")
+        val_path = next((p for p in (self.path.with_name(n + self.path.suffix) for n in ("dev", "validation"))
+                         if p != self.path and p.is_file()), None)
+        if val_path is not None:
+            val = read_table(val_path, columns)
+            for line, v in val:
+                if v[-1].strip() not in self.labels:
+                    raise DataFileError(f"{val_path}, line {line}, column {label_column!r}: label {v[-1]!r} is not "
+                                        f"among the training labels {self.labels} of {self.path}")
+        else:
+            order = np.random.default_rng(0).permutation(len(train))
+            n_val = max(1, int(len(train) * VAL_FRACTION))
+            val, train = [train[i] for i in order[:n_val]], [train[i] for i in order[n_val:]]
+        self.chars = "".join(sorted({c for _, v in train for t in v[:-1] for c in t}))
+        Task.__init__(self, task_len, task_vocab, n_keys)
+        self.n_classes = len(self.labels)
+        self.train_rows, self.train_labels = self.encode_rows(train)
+        self.val_rows, self.val_labels = self.encode_rows(val)
+
+    @classmethod
+    def from_config(cls, tcfg) -> "Classify":
+        return cls(tcfg.task_len, tcfg.task_vocab, tcfg.n_keys, tcfg.data, tcfg.text_column,
+                   tcfg.text_pair_column, tcfg.label_column)
+
+    def alphabet(self) -> str:
+        return super().alphabet() if self.path is None else self.chars
+
+    def encode_rows(self, rows) -> tuple[list[list[int]], list[int]]:
+        tok, ids, labels = self.tokenizer, [], []
+        for _, v in rows:
+            text = tok.encode(v[0]) + ([tok.sep_id] + tok.encode(v[1]) if len(v) == 3 else [])
+            ids.append(text[:self.task_len] or [tok.unk_id])   # an empty text still has a position
+            labels.append(self.labels.index(v[-1].strip()))
+        return ids, labels
+
+    def texts(self, n, rng):
+        if self.path is None:
+            return super().texts(n, rng)
+        pick = rng.integers(0, len(self.train_rows), size=n)
+        return [self.train_rows[i] for i in pick], [self.train_labels[i] for i in pick]
+
+    def val_batches(self, n, batch_size, seed, layout=DECODER):
+        """The built-in task: n seeded batches; a file: every validation row, in order."""
+        if self.path is None:
+            return super().val_batches(n, batch_size, seed, layout)
+        return [self.rows_batch(self.val_rows[i:i + batch_size], self.val_labels[i:i + batch_size], layout)
+                for i in range(0, len(self.val_rows), batch_size)]
+
+    @property
+    def seq_len(self) -> int:
+        return self.task_len if self.path is None else max(map(len, self.train_rows + self.val_rows))
+
+
+# --- the HMU framework's synthetic patterns and their metrics ---------------------------------------------
+class HMUPattern(Task):
+    """A source -> target pattern of the HMU framework, over task_vocab symbols (values 0..V-1), source and
+    target both task_len long. Scored with the sequence metrics of `sequence_metrics` (greedy, no teacher
+    forcing), plus perplexity (teacher-forced) and memory retention (see `retention`)."""
+
+    def examples(self, n, rng):
+        src, tgt = self.pattern(n, rng)
+        return self.first + src, self.first + tgt
+
+    def pattern(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(sources, targets) as values in 0..V-1, (n, task_len) each."""
+        raise NotImplementedError
+
+    def metrics(self):
+        return ["val_acc", "val_exact", "val_ppl", "val_bleu2", "val_rouge2", "val_distinct2", "val_retention"]
+
+    def metric_range(self, name):
+        """Perplexity is >= 1; distinct-2 is a ratio to the data's (a random guesser can exceed 1); retention
+        is negative when the wrong source helps more than the right one."""
+        return {"val_ppl": (1.0, np.inf), "val_distinct2": (0.0, np.inf), "val_retention": (-np.inf, 1.0)}.get(name, (0.0, 1.0))
+
+    def score(self, model, batches):
+        was_training = model.training
+        model.eval()
+        preds, trues, blind, nll, count = [], [], [], 0.0, 0
+        with torch.no_grad():
+            for b in batches:
+                pred, true = greedy_answers(model, b)
+                preds.append(pred)
+                trues.append(true)
+                blind.append(greedy_answers(model, without_source(b))[0])
+                n = int((b.y != IGNORE).sum())
+                nll, count = nll + float(model.loss(model(b).logits, b.y)) * n, count + n
+        model.train(was_training)
+        pred, true = torch.cat(preds), torch.cat(trues)
+        out = sequence_metrics(pred, true, torch.cat(blind))
+        return {"val_acc": out["acc"], "val_exact": out["exact"], "val_ppl": float(np.exp(nll / count)),
+                **{f"val_{k}": out[k] for k in ("bleu2", "rouge2", "distinct2", "retention")}}
+
+
+class HMURandom(HMUPattern):
+    """Source and target drawn independently: nothing to learn beyond the marginal (chance 1/V). The control
+    on which the original's label leak showed ~97% "accuracy"."""
+    name = "hmu_random"
+
+    def pattern(self, n, rng):
+        V, L = self.task_vocab, self.task_len
+        return rng.integers(0, V, size=(n, L)), rng.integers(0, V, size=(n, L))
+
+
+class HMUTemporal(HMUPattern):
+    """A random walk and its running sum: src_i = src_{i-1} + U{1..4} mod V, tgt_i = src_i + tgt_{i-1} mod V
+    (tgt_0 = src_0). Each target token needs the whole source prefix (or the previous target)."""
+    name = "hmu_temporal"
+
+    def pattern(self, n, rng):
+        V, L = self.task_vocab, self.task_len
+        steps = np.concatenate([rng.integers(0, V, size=(n, 1)), rng.integers(1, 5, size=(n, L - 1))], axis=1)
+        src = np.cumsum(steps, axis=1) % V
+        return src, np.cumsum(src, axis=1) % V
+
+
+class HMUHierarchical(HMUPattern):
+    """A random block of task_len/4 symbols (at least 2) tiled to task_len; the target is the source + 1
+    (mod V)."""
+    name = "hmu_hierarchical"
+    parts = 4
+
+    def pattern(self, n, rng):
+        V, L = self.task_vocab, self.task_len
+        block = rng.integers(0, V, size=(n, min(L, max(2, L // self.parts))))  # one symbol would be a constant
+        src = np.tile(block, (1, -(-L // block.shape[1])))[:, :L]
+        return src, (src + 1) % V
+
+
+class HMURepetitive(HMUHierarchical):
+    """A random block of task_len/5 symbols (at least 2) tiled to task_len; the target is the source + 1
+    (mod V)."""
+    name = "hmu_repetitive"
+    parts = 5
+
+
+def without_source(b: Batch) -> Batch:
+    """The same batch with every example's source replaced by the next example's (the answers, targets and
+    lengths unchanged): what a model answers when it cannot have remembered the right source."""
+    if b.src is not None:
+        mask = None if b.src_mask is None else b.src_mask.roll(1, 0)
+        return Batch(x=b.x, y=b.y, mask=b.mask, src=b.src.roll(1, 0), src_mask=mask)
+    start = int((b.y[0] != IGNORE).nonzero()[0])          # x[:, start] is <sep>; the prompt comes before
+    x = b.x.clone()
+    x[:, :start] = b.x[:, :start].roll(1, 0)
+    return Batch(x=x, y=b.y, mask=b.mask)
+
+
+def ngrams(row: list, n: int) -> list[tuple]:
+    return [tuple(row[i:i + n]) for i in range(len(row) - n + 1)]
+
+
+def bleu(preds: list[list], refs: list[list], n: int = 2) -> float:
+    """Corpus BLEU-n (Papineni et al. 2002), one reference per prediction: the geometric mean of the clipped
+    1..n-gram precisions (each summed over the corpus) times the brevity penalty exp(1 - r/c) when the
+    predictions are shorter (c) than the references (r). 0 when any precision is 0 (no smoothing)."""
+    from collections import Counter
+    log_p = 0.0
+    for k in range(1, n + 1):
+        hit = total = 0
+        for p, r in zip(preds, refs):
+            pc, rc = Counter(ngrams(p, k)), Counter(ngrams(r, k))
+            hit += sum(min(c, rc[g]) for g, c in pc.items())
+            total += sum(pc.values())
+        if hit == 0:
+            return 0.0
+        log_p += np.log(hit / total) / n
+    c, r = sum(map(len, preds)), sum(map(len, refs))
+    return float(np.exp(log_p + (min(0.0, 1 - r / c) if c else -np.inf)))
+
+
+def rouge_n(preds: list[list], refs: list[list], n: int = 2) -> float:
+    """ROUGE-n F1 (Lin 2004), averaged over examples: the n-grams shared (clipped counts) over those of the
+    prediction (precision) and of the reference (recall)."""
+    from collections import Counter
+    scores = []
+    for p, r in zip(preds, refs):
+        pc, rc = Counter(ngrams(p, n)), Counter(ngrams(r, n))
+        hit = sum(min(c, rc[g]) for g, c in pc.items())
+        prec, rec = hit / max(1, sum(pc.values())), hit / max(1, sum(rc.values()))
+        scores.append(2 * prec * rec / (prec + rec) if hit else 0.0)
+    return float(np.mean(scores))
+
+
+def distinct_n(rows: list[list], n: int = 2) -> float:
+    """Distinct-n (Li et al. 2016): distinct n-grams over all n-grams of all rows (1 = no n-gram repeats)."""
+    grams = [g for row in rows for g in ngrams(row, n)]
+    return len(set(grams)) / max(1, len(grams))
+
+
+def sequence_metrics(pred: torch.Tensor, true: torch.Tensor, blind: torch.Tensor | None = None) -> dict:
+    """Metrics of greedy answers pred against true, (N, A) each, every one 1 for a perfect model:
+    - acc: per token; exact: per whole answer (chance 1/V and 1/V^A for uniform targets);
+    - bleu2, rouge2: BLEU-2 and ROUGE-2 F1 on the answers as token sequences (chance: what independent
+      random answers score, > 0 for a small vocabulary: compare with it, not with 0);
+    - distinct2: distinct-2 of the predictions over distinct-2 of the true answers (1 = as diverse as the
+      data; a model that repeats one answer scores near 0, one that guesses at random can exceed 1);
+    - retention (when `blind`, the answers given the wrong example's source, is passed): how much of the
+      accuracy the source explains, (acc - acc_blind) / (1 - acc_blind): 0 when the answer ignores the
+      source (a model that learned nothing, or any model on hmu_random), 1 when it is perfect with the right
+      source and no better than its blind guess without it. The original's "memory retention" measured
+      the similarity of the memory to its own input, which is high for an untrained model."""
+    hit = pred == true
+    p, t = pred.tolist(), true.tolist()
+    out = {"acc": float(hit.float().mean()), "exact": float(hit.all(1).float().mean()), "bleu2": bleu(p, t, 2),
+           "rouge2": rouge_n(p, t, 2), "distinct2": distinct_n(p, 2) / max(distinct_n(t, 2), 1e-9)}
+    if blind is not None:
+        acc_blind = float((blind == true).float().mean())
+        out["retention"] = (out["acc"] - acc_blind) / (1 - acc_blind) if acc_blind < 1 else 0.0
+    return out
+
+
 TASKS = {"copy": Copy, "reverse": Reverse, "retrieval": Retrieval, "sqeq": QuadraticEquations,
-         "majority": Majority, "icll": InContextLanguages}
+         "majority": Majority, "icll": InContextLanguages, "hmu_random": HMURandom, "hmu_temporal": HMUTemporal,
+         "hmu_hierarchical": HMUHierarchical, "hmu_repetitive": HMURepetitive, "classify": Classify}
 
 
-def make_task(name: str, task_len: int = 8, task_vocab: int = 10, n_keys: int = 4) -> Task:
+def make_task(name: str, task_len: int = 8, task_vocab: int = 10, n_keys: int = 4, **options) -> Task:
+    """Task `name`; `options` are a task's own (classify: data, text_column, text_pair_column, label_column)."""
     if name not in TASKS:
         raise ValueError(f"task = {name!r} is not valid; choose one of {sorted(TASKS)}")
-    return TASKS[name](task_len=task_len, task_vocab=task_vocab, n_keys=n_keys)
+    return TASKS[name](task_len=task_len, task_vocab=task_vocab, n_keys=n_keys, **options)
+
+
+def task_from_config(tcfg) -> Task:
+    """The task a TrainConfig names, with the fields it reads."""
+    if tcfg.task not in TASKS:
+        raise ValueError(f"task = {tcfg.task!r} is not valid; choose one of {sorted(TASKS)}")
+    return TASKS[tcfg.task].from_config(tcfg)
 
 
 @torch.no_grad()

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 import tools
 from config import MODEL_CONFIGS, ConfigError, ModelConfig, TrainConfig, config_from_dict, model_class
-from data import Corpus, DownloadError, corpus_name, layout_of, make_task
+from data import Corpus, DownloadError, corpus_name, layout_of, task_from_config
 from modules import build_model
 from tokenizers import Tokenizer
 
@@ -58,7 +58,7 @@ def make_source(mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True,
     `processes` processes: every process draws the same global batch and takes its own rows."""
     batch_size = tcfg.batch_size * processes
     if tcfg.task:
-        task = make_task(tcfg.task, tcfg.task_len, tcfg.task_vocab, tcfg.n_keys)
+        task = task_from_config(tcfg)
         mcfg = replace(mcfg, tokenizer=task.tokenizer.name, block_size=task.seq_len,
                        vocab_size=task.tokenizer.vocab_size, n_classes=task.n_classes)
         layout = layout_of(model_class(mcfg.arch))  # what the model reads, from its declared capabilities
@@ -476,6 +476,7 @@ def add_fields(group, cls) -> None:
 
 def build_parser(arch: str) -> Parser:
     p = Parser(prog="train.py", description="Train a mnemo model; writes a run folder under trained/.",
+               formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=32),  # long flag names
                argument_default=argparse.SUPPRESS, allow_abbrev=False,
                epilog=f"architectures: {', '.join(sorted(MODEL_CONFIGS))}. Flags of another architecture: "
                       f"python train.py --arch NAME --help.")
