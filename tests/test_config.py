@@ -170,7 +170,9 @@ def json_round_trip(c):
 
 @pytest.mark.parametrize("arch", sorted(MODEL_CONFIGS))
 def test_model_config_json_round_trip(arch):
-    c = model_config(arch, n_layer=3, d_model=96, n_head=6, n_kv_head=2, norm="layer", pos="learned",
+    # a config whose depth comes from a hierarchy gets one of 3 layers, to agree with n_layer=3
+    depth = {"hierarchy": "1@1 1@2 1@1"} if "hierarchy" in MODEL_CONFIGS[arch].__dataclass_fields__ else {}
+    c = model_config(arch, n_layer=3, **depth, d_model=96, n_head=6, n_kv_head=2, norm="layer", pos="learned",
                      mlp="swiglu", bias=True, tie_weights=False, dropout=0.25, block_size=64, vocab_size=77,
                      tokenizer="bpe-1024")
     back = json_round_trip(c)
