@@ -130,7 +130,7 @@ class RepeatUpsample(LoggingModule):
         self.k = k
 
     @log_io
-    def forward(self, z, **_):
+    def forward(self, z):
         return z.repeat_interleave(self.k, dim=1)  # (B, G k, C): position t reads z[t // k]
 
 
@@ -143,7 +143,7 @@ class LinearUpsample(LoggingModule):
         self.proj = nn.Linear(d_model, k * d_model, bias=bias)
 
     @log_io
-    def forward(self, z, **_):
+    def forward(self, z):
         B, G, C = z.shape
         return self.proj(z).view(B, G * self.k, C)  # (B, G k, C)
 
