@@ -203,3 +203,24 @@ def test_other_position_schemes_are_causal_and_stream(pos):
     state = m.init_state(B)
     outs = [m(x[:, :4], state).logits] + [m(x[:, t:t + 1], state).logits for t in range(4, 19)]
     torch.testing.assert_close(torch.cat(outs, 1), m(x).logits, atol=1e-5, rtol=0)
+
+
+# --- the paper's claim, on a shipped run ------------------------------------------------------------
+def test_shipped_run_matches_the_gpt_at_the_same_compute():
+    """trained/hourglass-builtin-1x4x1 (`1@1 4@2 1@1`, 6 layers) against trained/gpt-builtin-reference (4 layers),
+    same data, steps and validation batches (experiments/hourglass_same_compute.py). The paper claims better
+    than a Transformer at the same compute; at this toy scale and one seed each, it is a tie: the final
+    validation losses are within 0.01 (1.3291 against 1.3315), and along the run the gap changes sign."""
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "experiments"))
+    from hourglass_same_compute import GPT_RUN, HG_RUN, config_of, cost_per_token, val_losses
+    gpt, hg = config_of(GPT_RUN), config_of(HG_RUN)
+    (gm, ga), (hm, ha) = cost_per_token(gpt, 128), cost_per_token(hg, 128)
+    assert hm == gm and ha < 0.8 * ga  # same matrix work per token, a quarter less attention
+    g, h = val_losses(GPT_RUN), val_losses(HG_RUN)
+    assert max(g) == max(h) == 500
+    assert abs(h[500] - g[500]) < 0.01
+    diffs = [h[s] - g[s] for s in g if s > 0]
+    assert min(diffs) < 0 < max(diffs)
