@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field, fields
 
 MODEL_CONFIGS: dict[str, type] = {}   # arch -> config class
@@ -298,6 +299,105 @@ class HMUConfig(TransformerConfig):
         if self.n_classes and self.hmu_at == "decoder":
             raise ConfigError("hmu_at = 'decoder' does not apply to classification: a classifier reads the "
                               "encoder's states only (there is no decoder output); use hmu_at = 'encoder'")
+
+
+HIERARCHY_EXAMPLE = "'1@1 2@2 1@1' or '1@1 1@2 2@6 1@2 1@1'"
+
+
+def parse_hierarchy(text: str) -> list[tuple[int, int]]:
+    """The paper's hierarchy string -> [(layers, cumulative factor)], outside in and back out.
+
+    `"2@1 4@3 2@1"`: 2 layers at full length, 4 layers at 1/3 of it, 2 layers at full length again.
+    Levels nest: the factors read as a palindrome, start at 1, grow strictly towards the middle, and each
+    is a multiple of the one outside it (the relative factor between neighbours must be a whole number).
+    Layer counts may differ between the two sides of a level (`"1@1 4@4 3@1"`) and may be 0 there; the
+    middle level needs at least one layer. Raises ConfigError saying what is wrong and showing a valid one."""
+    def bad(why):
+        return ConfigError(f"hierarchy = {text!r}: {why}; write it as N@F levels, e.g. {HIERARCHY_EXAMPLE}")
+
+    parts = text.split()
+    if not parts:
+        raise bad("it is empty")
+    levels = []
+    for part in parts:
+        m = re.fullmatch(r"(\d+)@(\d+)", part)
+        if not m:
+            raise bad(f"{part!r} is not N@F (N layers at shortening factor F, both whole numbers)")
+        levels.append((int(m.group(1)), int(m.group(2))))
+    if len(levels) % 2 == 0:
+        raise bad(f"it has {len(levels)} levels; a hierarchy goes down and back up, so it has an odd number")
+    factors = [f for _, f in levels]
+    if factors != factors[::-1]:
+        raise bad(f"the factors {factors} are not a palindrome (each level is left on the way back up)")
+    if factors[0] != 1:
+        raise bad(f"the outermost factor is {factors[0]}; the first and last levels run at full length (@1)")
+    middle = len(levels) // 2
+    for (_, outer), (_, inner) in zip(levels[:middle], levels[1:middle + 1]):
+        if inner <= outer:
+            raise bad(f"factor {inner} follows {outer}; factors are cumulative and must grow towards the middle")
+        if inner % outer:
+            raise bad(f"factor {inner} is not a multiple of {outer}: the relative factor {inner}/{outer} must be a "
+                      f"whole number")
+    if levels[middle][0] < 1:
+        raise bad(f"the middle level {parts[middle]!r} has no layers; give it at least 1")
+    return levels
+
+
+def hierarchy_depth(text: str) -> int:
+    """Residual layers of a hierarchy: every level's layers, on both sides."""
+    return sum(n for n, _ in parse_hierarchy(text))
+
+
+@register("modules.hourglass:Hourglass")
+@dataclass
+class HourglassConfig(ModelConfig):
+    """Hourglass (Nawrot et al. 2021, arXiv 2110.13711): layers at full length, then at 1/k of it, and back.
+
+    `n_layer` is derived from `hierarchy` (the sum of its layer counts); leave it 0, or give that sum."""
+    arch: str = option("hourglass", "architecture (this config: hourglass)")
+    n_layer: int = option(0, "derived from hierarchy (the sum of its layer counts); 0 = derive it", min=0)
+    hierarchy: str = option("1@1 2@4 1@1", "levels as N@F (N layers at cumulative shortening factor F), a "
+                            "palindrome of factors that grow towards the middle, e.g. '2@1 4@3 2@1' or "
+                            "'1@1 1@2 2@6 1@2 1@1'")
+    shorten: str = option("avg", "shortening of each group of k vectors: avg (mean), linear (concatenate, "
+                          "Linear(k C -> C)), attention (the mean attends to the group, plus the mean)",
+                          choices=("avg", "linear", "attention"))
+    upsample: str = option("repeat", "upsampling of each short vector to k: repeat, linear (Linear(C -> k C)), "
+                           "attention (repeated vectors attend causally to the short sequence, plus themselves)",
+                           choices=("repeat", "linear", "attention"))
+
+    def __post_init__(self):
+        depth = hierarchy_depth(self.hierarchy)
+        if self.n_layer == 0:
+            self.n_layer = depth
+        elif self.n_layer != depth:
+            raise ConfigError(f"n_layer = {self.n_layer} does not match hierarchy = {self.hierarchy!r}, whose layers "
+                              f"sum to {depth}; leave n_layer 0 (derived) or set it to {depth}")
+        super().__post_init__()
+
+
+@register("modules.hilt:HILT")
+@dataclass
+class HILTConfig(ModelConfig):
+    """HILT: a GPT whose consecutive layer outputs are read, per token, by small inter-layer transformers
+    (ILTs) that add a scaled modulation to the stream before the next layer (mnemo's reading of the HILT
+    README; see modules/hilt.py)."""
+    arch: str = option("hilt", "architecture (this config: hilt)")
+    ilt_dim: int = option(128, "width of each inter-layer transformer", min=1)
+    ilt_heads: int = option(2, "attention heads of each inter-layer transformer; must divide ilt_dim", min=1)
+    ilt_layers: int = option(2, "layers of each inter-layer transformer", min=1)
+    ilt_dropout: float = option(0.1, "dropout inside the inter-layer transformers", min=0.0)
+    mod_start: float = option(0.01, "modulation scale at the start of training", min=0.0)
+    mod_end: float = option(0.1, "modulation scale at the end of training, and in evaluation and generation",
+                            min=0.0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.ilt_dim % self.ilt_heads:
+            raise ConfigError(f"ilt_dim = {self.ilt_dim} must be divisible by ilt_heads = {self.ilt_heads} "
+                              f"(e.g. ilt_dim 128, ilt_heads 2)")
+        if self.ilt_dropout >= 1:
+            raise ConfigError(f"ilt_dropout = {self.ilt_dropout} must be in [0, 1), e.g. 0.1")
 
 
 SCHEDULES = ("cosine", "linear", "step", "constant")

@@ -21,7 +21,7 @@ VOCAB, T, B = 13, 16, 2
 SMALL = dict(vocab_size=VOCAB, n_layer=2, d_model=16, n_head=2, block_size=T)
 # Fields of segment-recurrent / hierarchical configs, set small so a 16-token input spans several
 # segments of uneven size and the memory is actually used.
-SHORT = {"seg_len": 5, "mem_len": 4, "n_mem": 2}
+SHORT = {"seg_len": 5, "mem_len": 4, "n_mem": 2, "hierarchy": "1@1 1@3 0@1"}  # hierarchy: 2 layers, as n_layer
 
 
 def arch_config(arch, **kw):

@@ -173,6 +173,8 @@ def rich_config(arch):
     f = {x.name: x for x in dataclasses.fields(MODEL_CONFIGS[arch])}
     want = dict(n_layer=3, d_model=96, n_head=6, n_kv_head=2, dropout=0.25, block_size=64, vocab_size=77,
                 tokenizer="bpe-1024", bias=not f["bias"].default, tie_weights=False)
+    if "hierarchy" in f:  # a depth derived from a hierarchy: one of 3 layers, to agree with n_layer = 3
+        want["hierarchy"] = "1@1 1@2 1@1"
     for name in ("norm", "pos", "mlp"):
         others = [c for c in f[name].metadata["choices"] if c != f[name].default]
         want[name] = others[0] if others else f[name].default
