@@ -76,7 +76,7 @@ def summarize(results: list[dict], metrics: list[str], task: str) -> str:
             cells.append(f"{mu:.4f} ± {sd:.4f}")
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
     lines += ["", "Difference from `transformer`, paired by seed (mean ± std of the per-seed differences; "
-                  "'within spread' when |mean| < std):", ""]
+                  "'within spread' when |mean| <= std):", ""]
     for v in variants[1:]:
         parts = []
         for m in metrics:
