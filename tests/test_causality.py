@@ -27,6 +27,8 @@ SHORT = {"seg_len": 5, "mem_len": 4, "n_mem": 2, "hierarchy": "1@1 1@3 0@1"}  # 
 def arch_config(arch, **kw):
     names = {f.name for f in dataclasses.fields(MODEL_CONFIGS[arch])}
     fields = {**SMALL, **{k: v for k, v in SHORT.items() if k in names}, **kw}
+    if "hierarchy" in names and "hierarchy" not in kw:  # its depth comes from the hierarchy: leave it derived
+        fields.pop("n_layer")
     return model_config(arch, **fields)
 
 

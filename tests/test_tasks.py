@@ -1,15 +1,14 @@
 """Tests of the synthetic tasks (data.py): seeded and deterministic, answers right (quadratic equations
 checked by substitution), the decoder-only layout, and every architecture able to run every task."""
-import dataclasses
 import re
 
 import numpy as np
 import pytest
 import torch
 
-from config import MODEL_CONFIGS, model_config
 from data import DECODER, ENCODER_DECODER, TASKS, QuadraticEquations, greedy_answers, layout_of, make_task
 from modules import architectures, build_model
+from test_causality import arch_config
 from modules.base import IGNORE
 
 
@@ -136,10 +135,8 @@ def test_every_architecture_runs_every_task(name, arch):
     """Built from the registry and the task alone (the layout comes from the model's capabilities): a finite
     loss, and the task's own scorer runs on the model's outputs."""
     task = make_task(name)
-    names = {f.name for f in dataclasses.fields(MODEL_CONFIGS[arch])}
-    fields = {k: v for k, v in {"seg_len": 3, "mem_len": 3, "n_mem": 2}.items() if k in names}
-    cfg = model_config(arch, vocab_size=task.tokenizer.vocab_size, block_size=task.seq_len, n_layer=1,
-                       d_model=16, n_head=2, n_classes=task.n_classes, **fields)
+    cfg = arch_config(arch, vocab_size=task.tokenizer.vocab_size, block_size=task.seq_len, n_layer=1,
+                      d_model=16, n_head=2, n_classes=task.n_classes)
     torch.manual_seed(0)
     model = build_model(cfg)
     b = task.batch(3, np.random.default_rng(0), layout_of(type(model)))
