@@ -158,6 +158,7 @@ class Trainer:
         aux = [f"{split}_{name}" for name in self.model.aux_terms for split in ("train", "val")]
         self.columns = tools.LOG_COLUMNS + (self.src.task.metrics() if self.src.task else []) + aux
         self.stopped = ""  # why the run ended early, if it did
+        self.after_step = None  # optional f(trainer) called after every optimizer step (an outer progress bar)
 
     def wrap(self, model):
         """The model as the training step runs it: in DistributedDataParallel under torchrun (the process
@@ -357,6 +358,8 @@ class Trainer:
                 p.tokens, p.time, p.lr, p.grad_norm = p.tokens + tokens, p.time + dt, lr, norm
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}")
+                if self.after_step:
+                    self.after_step(self)
                 if self.due():
                     self.log()
         except KeyboardInterrupt as e:

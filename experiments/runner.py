@@ -1,0 +1,71 @@
+"""Train a list of runs one after the other, the way a long reproduction needs: one progress bar for the
+whole list (runs done, steps done, time left), and a list that was interrupted resumes where it stopped.
+
+Each run is a `Spec` (a name, a model config, a train config); `run_all` walks the list in order and, for
+each run folder under `root`:
+- finished (`tools.run_status`): left alone, never retrained;
+- interrupted with a checkpoint: resumed bit-exactly (`Trainer.resume`);
+- holding an unfinished run without a checkpoint (killed before its first save): started again, said so;
+- absent: trained.
+The bar counts optimizer steps over the whole list, so its estimate of the time left weighs long runs as
+long; runs already finished when the list starts count as done and do not speed up the estimate.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import tools  # noqa: E402
+from config import ModelConfig, TrainConfig  # noqa: E402
+from train import Trainer  # noqa: E402
+
+
+@dataclass
+class Spec:
+    """One run of an experiment: its folder name (relative to the experiment's root) and its configs."""
+    name: str
+    model: ModelConfig
+    train: TrainConfig
+
+
+def steps_done(folder: Path) -> int:
+    """Optimizer steps a run folder already holds (its checkpoint's, or its log's last step if finished)."""
+    if tools.run_status(folder) == "finished":
+        return int(tools.read_log(folder / "log.csv")[-1]["step"])
+    if (folder / "checkpoint.pt").exists():
+        return int(tools.load_weights(folder / "checkpoint.pt")["step"])
+    return 0
+
+
+def run_all(specs: list[Spec], root: Path, progress: bool = True) -> list[Path]:
+    """Train every spec into root/<name> that is not finished yet (see the module's docstring); returns the
+    run folders in the order of `specs`. A folder another process is training is refused by its lock."""
+    folders = [root / s.name for s in specs]
+    done = [steps_done(f) if f.exists() else 0 for f in folders]
+    bar = tqdm(total=sum(s.train.max_iters for s in specs), initial=sum(done), disable=not progress,
+               unit="step", dynamic_ncols=True)
+    for i, (spec, folder) in enumerate(zip(specs, folders)):
+        bar.set_description(f"run {i + 1}/{len(specs)} {spec.name}")
+        status = tools.run_status(folder) if folder.exists() else "absent"
+        if status == "finished":
+            continue
+        if status == "unfinished" and (folder / "checkpoint.pt").exists():
+            trainer = Trainer.resume(folder, progress=False, verbose=False)
+        else:
+            if status == "unfinished":
+                bar.write(f"{folder}: an unfinished run without a checkpoint; starting it again")
+            trainer = Trainer(spec.model, spec.train, folder, progress=False, verbose=False,
+                              overwrite=status == "unfinished")
+        trainer.after_step = lambda t: bar.update(1)
+        trainer.run()
+        if trainer.stopped:
+            bar.close()
+            raise SystemExit(f"{spec.name}: {trainer.stopped}\nrun the same command again to continue the list")
+    bar.close()
+    return folders
