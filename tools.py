@@ -489,11 +489,21 @@ def run_status(folder) -> str:
     return "finished" if rows and rows[-1]["step"] is not None and rows[-1]["step"] >= max_iters else "unfinished"
 
 
+def _shipped_lines() -> list[str]:
+    lines = [l.strip() for l in (TRAINED / "shipped.txt").read_text().splitlines()]
+    return [l for l in lines if l and not l.startswith("#")]
+
+
 def shipped_runs() -> list[Path]:
     """The run folders that ship with mnemo, as listed in trained/shipped.txt (one name a line); runs you
     train yourself sit beside them in trained/ without being listed (and git ignores them: .gitignore)."""
-    names = [l.strip() for l in (TRAINED / "shipped.txt").read_text().splitlines() if l.strip()]
-    return [TRAINED / n for n in names if not n.startswith("#")]
+    return [TRAINED / n for n in _shipped_lines() if not n.endswith("/")]
+
+
+def shipped_collections() -> list[Path]:
+    """The folders of shipped experiments (trained/shipped.txt lines ending in "/", such as reference/):
+    each holds the run folders one experiment script wrote (experiments/), shipped whole."""
+    return [TRAINED / n.rstrip("/") for n in _shipped_lines() if n.endswith("/")]
 
 
 def run_ref(folder) -> str:

@@ -7,7 +7,7 @@ the same data, schedule and seeds — the comparison mnemo exists for.
     python experiments/reference.py --readme     # ... and write it into README.md
 
 Runs go to trained/reference/<arch>-s<seed> (normal run folders; `--quick` ones to
-trained/reference-quick/). An interrupted list resumes where it stopped: run the same command again
+trained/quick/reference/, shared with `experiments/reproduce.py --quick`). An interrupted list resumes where it stopped: run the same command again
 (finished runs are never retrained; see experiments/runner.py).
 
 Every model: 4 layers' worth of width 64, 4 heads, RoPE, RMSNorm, GELU MLP, block 128 characters of the
@@ -19,9 +19,10 @@ What each architecture adds, chosen to keep the parameters equal:
   upsampling add no parameters; less compute than the GPT, the equal-compute claim is in reproduce.py);
 - memory_mosaics: 4 blocks of contextual and persistent associative memories (+0.1%);
 - hilt: 3 inter-layer transformers of width 16, one layer each (+7.6%).
-Evaluation (`model_comparison.evaluate_run`): the same 8 x 16 validation windows for every run (seed 0):
-loss, bits per character, top-1 and top-5 accuracy; loss by position in the context; tokens per second
-of training from the log (one thread, so only a ratio between runs of one machine means anything).
+Evaluation (`model_comparison.evaluate_run`, kept in each folder's evaluation.json): the same 8 x 16
+validation windows for every run (seed 0): loss, bits per character, top-1 and top-5 accuracy; loss by
+position in the context; tokens per second of training from the log (one thread, on a machine other jobs
+shared: only a ratio between runs means anything, and only roughly).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import tools  # noqa: E402
 from config import TrainConfig, model_config  # noqa: E402
-from experiments.runner import Spec, run_all  # noqa: E402
+from experiments.runner import Spec, evaluation, run_all  # noqa: E402
 
 SEEDS = (0, 1, 2)
 MODEL = dict(tokenizer="char", block_size=128, n_layer=4, d_model=64, n_head=4)
@@ -64,22 +65,15 @@ def specs(quick: bool = False, seeds=SEEDS) -> list[Spec]:
 
 
 def folder(quick: bool = False) -> Path:
-    return tools.TRAINED / ("reference-quick" if quick else "reference")
+    return tools.TRAINED / "quick" / "reference" if quick else tools.TRAINED / "reference"
 
 
 # --- results ----------------------------------------------------------------------------------------
-def evaluate(folders: list[Path]) -> dict[str, list[dict]]:
-    """arch -> one dict per seed: params, tokens/s, best val loss (logged), and the fixed-window scores
-    (val_loss, bpc, top1, top5) and loss by position."""
-    import model_comparison as mc
+def results(folders: list[Path]) -> dict[str, list[dict]]:
+    """arch -> the stored evaluation of each of its runs (experiments/runner.py: evaluation)."""
     out: dict[str, list[dict]] = {}
-    for run in mc.load_runs(folders):
-        model = run.load()[0]
-        scores = mc.evaluate_run(run)
-        log = run.log[-1]
-        out.setdefault(run.model_cfg.arch, []).append(
-            {"params": run.params, "tokens_per_s": log["tokens"] / log["elapsed_s"], "best": run.best(),
-             **scores, "by_position": mc.loss_by_position(model, mc.validation_batches(run))})
+    for f in folders:
+        out.setdefault(tools.load_json(f / "model_config.json")["arch"], []).append(evaluation(f))
     return out
 
 
@@ -91,19 +85,19 @@ def mean_std(values: list[float], digits: int) -> str:
 def part(by_position, start: int, stop: int, eighths: int = 8) -> float:
     """Mean loss over the context positions from start/8 to stop/8 of its length."""
     T = len(by_position)
-    return by_position[T * start // eighths: T * stop // eighths].mean().item()
+    return statistics.mean(by_position[T * start // eighths: T * stop // eighths])
 
 
-def markdown(results: dict[str, list[dict]]) -> str:
+def markdown(by_arch: dict[str, list[dict]]) -> str:
     """One row per architecture, mean ± std over its seeds."""
-    head = ["arch", "seeds", "params", "tokens/s", "best val loss", "bits per char", "top-1", "top-5",
+    head = ["arch", "seeds", "params", "tokens/s", "val loss", "bits per char", "top-1", "top-5",
             "loss, first 1/8 of the context", "loss, second half"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for arch, rs in results.items():
+    for arch, rs in by_arch.items():
         col = lambda k: [r[k] for r in rs]
         rows.append("| " + " | ".join([
             arch, str(len(rs)), f"{rs[0]['params']:,}", f"{statistics.mean(col('tokens_per_s')):,.0f}",
-            mean_std(col("best"), 3), mean_std(col("bpc"), 3), mean_std(col("top1"), 3), mean_std(col("top5"), 3),
+            mean_std(col("val_loss"), 3), mean_std(col("bpc"), 3), mean_std(col("top1"), 3), mean_std(col("top5"), 3),
             mean_std([part(r["by_position"], 0, 1) for r in rs], 3),
             mean_std([part(r["by_position"], 4, 8) for r in rs], 3)]) + " |")
     return "\n".join(rows)
@@ -136,7 +130,7 @@ def main(argv=None) -> int:
                              + (" --quick" if a.quick else ""))
     else:
         folders = run_all(runs, root)
-    table = markdown(evaluate(folders))
+    table = markdown(results(folders))
     print(table)
     if a.readme:
         readme = tools.ROOT / "README.md"

@@ -9,6 +9,10 @@ each run folder under `root`:
 - absent: trained.
 The bar counts optimizer steps over the whole list, so its estimate of the time left weighs long runs as
 long; runs already finished when the list starts count as done and do not speed up the estimate.
+
+`evaluation(folder)` scores a finished run on fixed data once and keeps the scores in the folder
+(evaluation.json, tied to its weights by their hash), so that results pages and tables are written from
+files, cheaply, and a test can tell when one is stale.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import tools  # noqa: E402
 from config import ModelConfig, TrainConfig  # noqa: E402
+from data import sha256_of  # noqa: E402
 from train import Trainer  # noqa: E402
 
 
@@ -69,3 +74,24 @@ def run_all(specs: list[Spec], root: Path, progress: bool = True) -> list[Path]:
             raise SystemExit(f"{spec.name}: {trainer.stopped}\nrun the same command again to continue the list")
     bar.close()
     return folders
+
+
+def evaluation(folder: Path) -> dict:
+    """The run's scores on fixed data (`model_comparison.evaluate_run`: corpus runs loss, bits per character,
+    top-1/top-5 and loss by position; task runs the task's own metrics), plus its parameters, training
+    seconds and tokens per second; computed once and kept in folder/evaluation.json with the hash of the
+    weights they were computed from (recomputed when the weights change)."""
+    import model_comparison as mc
+    path, weights = folder / "evaluation.json", sha256_of(folder / "model.pt")[:16]
+    if path.exists() and tools.load_json(path).get("weights") == weights:
+        return tools.load_json(path)
+    run = mc.load_runs([folder])[0]
+    scores = {k: float(v) for k, v in mc.evaluate_run(run).items()}
+    if not run.train_cfg.task:
+        by_position = mc.loss_by_position(run.load()[0], mc.validation_batches(run))
+        scores["by_position"] = [round(float(v), 5) for v in by_position]
+    last = run.log[-1]
+    scores.update(params=run.params, train_s=last["elapsed_s"], tokens_per_s=last["tokens"] / last["elapsed_s"],
+                  weights=weights)
+    tools.save_json(path, scores)
+    return scores

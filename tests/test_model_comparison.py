@@ -24,7 +24,8 @@ def test_gitignore_un_ignores_exactly_the_shipped_runs():
     lines = (ROOT / ".gitignore").read_text().splitlines()
     unignored = {l[len("!/trained/"):].rstrip("/") for l in lines if l.startswith("!/trained/")}
     assert "/trained/*" in lines
-    assert unignored - {"shipped.txt"} == {p.name for p in tools.shipped_runs()}
+    shipped = tools.shipped_runs() + tools.shipped_collections()
+    assert unignored - {"shipped.txt"} == {p.name for p in shipped}
 
 
 def test_a_users_run_does_not_dirty_the_checkout():
@@ -38,6 +39,9 @@ def test_a_users_run_does_not_dirty_the_checkout():
     assert ignored("trained/my-run/log.csv")
     for p in tools.shipped_runs():
         assert not ignored(f"trained/{p.name}/model.pt") and not ignored(f"trained/{p.name}/README.md")
+    for c in tools.shipped_collections():
+        assert not ignored(f"trained/{c.name}/gpt-s0/model.pt")
+        assert ignored(f"trained/{c.name}/gpt-s0/checkpoint.pt")  # the optimizer state stays home
     assert not ignored("trained/shipped.txt")
 
 
