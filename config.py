@@ -415,6 +415,9 @@ class TrainConfig(Config):
     task_len: int = option(8, "symbols per task example", min=1)
     n_keys: int = option(4, "key/value pairs per example (retrieval task)", min=1)
     task_vocab: int = option(10, "distinct symbols a task draws from", min=2)
+    curriculum: int = option(0, "task runs of a segmented model (seg_len): train this many steps at each "
+                                "shorter number of segments, 1 first, before the full task (the RMT paper's "
+                                "curriculum); 0 = the full task from the start", min=0)
     text_column: str = option("sentence", "classify: the column of the text in the --data TSV/CSV file")
     text_pair_column: str = option("", "classify: the column of the second text of a sentence pair (GLUE's "
                                        "sentence2, question2, ...); empty = single sentences")

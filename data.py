@@ -255,6 +255,16 @@ class Task:
         rng = np.random.default_rng(seed)
         return [self.batch(batch_size, rng, layout) for _ in range(n)]
 
+    size_field = ""  # the constructor argument that sets how long an example is, for tasks that can shrink
+
+    def smaller(self) -> list["Task"]:
+        """The same task at every smaller size (size_field from 1 up), shortest first; [] when it cannot
+        shrink. The alphabet, hence the tokenizer, stays the same."""
+        if not self.size_field:
+            return []
+        fields = dict(task_len=self.task_len, task_vocab=self.task_vocab, n_keys=self.n_keys)
+        return [type(self)(**{**fields, self.size_field: n}) for n in range(1, fields[self.size_field])]
+
     @property
     def seq_len(self) -> int:
         """Length of a decoder-only training sequence (the decoder input of an encoder-decoder is shorter)."""
@@ -298,6 +308,7 @@ class Task:
 class Copy(Task):
     """`X <sep> X X`: the answer is the prompt twice (RMT paper's copy task, 2n answer tokens)."""
     name = "copy"
+    size_field = "task_len"
 
     def examples(self, n, rng):
         x = rng.integers(self.first, self.first + self.task_vocab, size=(n, self.task_len))
@@ -307,6 +318,7 @@ class Copy(Task):
 class Reverse(Task):
     """`X <sep> rev(X)`: the prompt backwards (RMT paper's reverse task)."""
     name = "reverse"
+    size_field = "task_len"
 
     def examples(self, n, rng):
         x = rng.integers(self.first, self.first + self.task_vocab, size=(n, self.task_len))
@@ -331,6 +343,7 @@ class Retrieval(TextTask):
     distinct keys drawn from the first task_vocab letters, each with a digit as its value; the answer is
     the value of the queried key (chance 0.1)."""
     name = "retrieval"
+    size_field = "n_keys"
     LETTERS, DIGITS = SYMBOLS[:26], "0123456789"
 
     def __init__(self, task_len: int = 8, task_vocab: int = 10, n_keys: int = 4):
@@ -903,6 +916,22 @@ def make_task(name: str, task_len: int = 8, task_vocab: int = 10, n_keys: int = 
     if name not in TASKS:
         raise ValueError(f"task = {name!r} is not valid; choose one of {sorted(TASKS)}")
     return TASKS[name](task_len=task_len, task_vocab=task_vocab, n_keys=n_keys, **options)
+
+
+def curriculum_stages(task: Task, seg_len: int) -> list[Task]:
+    """The RMT paper's curriculum over the number of segments (Bulatov et al. 2022, section 4: training
+    starts on one segment and the number grows): for each segment count below the full task's, the longest
+    smaller task whose sequence fits in that many segments of seg_len, then the task itself; a count no
+    smaller task fills exactly is skipped. ValueError when the task cannot shrink."""
+    if not task.size_field:
+        raise ValueError(f"task {task.name!r} has one size only, so it has no curriculum; tasks that can shrink: "
+                         f"{sorted(n for n, t in TASKS.items() if t.size_field)}")
+    smaller, stages = task.smaller(), []
+    for segments in range(1, -(-task.seq_len // seg_len)):
+        fits = [t for t in smaller if t.seq_len <= segments * seg_len]
+        if fits and fits[-1] not in stages:
+            stages.append(fits[-1])
+    return stages + [task]
 
 
 def task_from_config(tcfg) -> Task:

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 import tools
 from config import MODEL_CONFIGS, ConfigError, ModelConfig, TrainConfig, config_from_dict, model_class
-from data import Corpus, DownloadError, corpus_name, layout_of, task_from_config
+from data import Corpus, DownloadError, corpus_name, curriculum_stages, layout_of, task_from_config
 from modules import build_model
 from tokenizers import Tokenizer
 
@@ -45,7 +45,7 @@ from tokenizers import Tokenizer
 class Source:
     """What the loop needs from the data: a training batch per call, fixed validation batches."""
     tokenizer: Tokenizer
-    train_batch: callable       # (np.random.Generator) -> Batch
+    train_batch: callable       # (np.random.Generator, step) -> Batch (the step: for a curriculum)
     val: list                   # fixed validation batches
     task: object = None         # the Task, when training on one (adds its metrics: val_acc, ...)
     name: str = ""
@@ -62,7 +62,14 @@ def make_source(mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True,
         mcfg = replace(mcfg, tokenizer=task.tokenizer.name, block_size=task.seq_len,
                        vocab_size=task.tokenizer.vocab_size, n_classes=task.n_classes)
         layout = layout_of(model_class(mcfg.arch))  # what the model reads, from its declared capabilities
-        src = Source(task.tokenizer, lambda rng: task.batch(batch_size, rng, layout),
+        stages = [task]
+        if tcfg.curriculum:
+            if not hasattr(mcfg, "seg_len"):
+                raise ConfigError(f"curriculum = {tcfg.curriculum} counts segments, and arch = {mcfg.arch!r} has "
+                                  f"none; use a segmented model (rmt, transformer_xl) or curriculum 0")
+            stages = curriculum_stages(task, mcfg.seg_len)
+        stage = lambda step: stages[min(step // max(1, tcfg.curriculum), len(stages) - 1)]
+        src = Source(task.tokenizer, lambda rng, step: stage(step).batch(batch_size, rng, layout),
                      task.val_batches(tcfg.eval_iters, tcfg.batch_size, tcfg.seed + 1, layout), task, tcfg.task)
         return src, mcfg
     if layout_of(model_class(mcfg.arch)) != "decoder":
@@ -73,7 +80,7 @@ def make_source(mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True,
         raise ConfigError(f"vocab_size = {mcfg.vocab_size} does not match the tokenizer's "
                           f"{corpus.tokenizer.vocab_size}; leave it at 0 to take the tokenizer's")
     mcfg = replace(mcfg, vocab_size=corpus.tokenizer.vocab_size)
-    src = Source(corpus.tokenizer, lambda rng: corpus.batch("train", batch_size, mcfg.block_size, rng),
+    src = Source(corpus.tokenizer, lambda rng, step: corpus.batch("train", batch_size, mcfg.block_size, rng),
                  corpus.val_batches(tcfg.eval_iters, tcfg.batch_size, mcfg.block_size, tcfg.seed + 1),
                  None, corpus.name)
     return src, mcfg
@@ -286,7 +293,7 @@ class Trainer:
         n, ddp = self.tcfg.grad_accum, self.procs.world > 1
         total, tokens, aux = 0.0, 0, dict.fromkeys(self.model.aux_terms, 0.0)
         for i in range(n):
-            batch = self.my_rows(self.src.train_batch(self.data_rng))
+            batch = self.my_rows(self.src.train_batch(self.data_rng, self.step))
             # DDP averages gradients across processes on the last micro-batch's backward only
             with self.net.no_sync() if ddp and i < n - 1 else contextlib.nullcontext():
                 with self.autocast():

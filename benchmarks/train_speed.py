@@ -158,7 +158,7 @@ def main() -> int:
 
     # Same function: with mnemo's weights, the plain model gives the same logits and loss.
     copy_weights(m, plain)
-    check = trainer.src.train_batch(np.random.default_rng(0))
+    check = trainer.src.train_batch(np.random.default_rng(0), 0)
     with torch.no_grad():
         out = m(check)
         logits, loss = plain(check.x, check.y)
@@ -173,7 +173,7 @@ def main() -> int:
     def plain_step(lr):
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = trainer.src.train_batch(rng)
+        batch = trainer.src.train_batch(rng, 0)
         _, loss = plain(batch.x, batch.y)
         loss.backward()
         total = loss.item()

@@ -48,10 +48,33 @@ def steps_done(folder: Path) -> int:
     return 0
 
 
+# model fields the data fills in when the run starts (a task decides its tokenizer and sequence length)
+FILLED_BY_DATA = {"vocab_size", "tokenizer", "block_size", "n_classes"}
+
+
+def differences(spec: Spec, folder: Path) -> list[str]:
+    """How the run in `folder` differs from `spec` (field: folder's value -> spec's), [] when it is the same
+    run. A model field the data fills in counts only where the spec sets it (a corpus run's block size)."""
+    cfgs = tools.load_configs(folder)
+    out = []
+    for key, want in (("train", spec.train), ("model", spec.model)):
+        have, want = cfgs[key].to_dict(), want.to_dict()
+        filled = lambda k: key == "model" and k in FILLED_BY_DATA and (spec.train.task or not want[k])
+        out += [f"{key} {k}: {have.get(k)!r} -> {v!r}" for k, v in want.items() if not filled(k) and have.get(k) != v]
+    return out
+
+
 def run_all(specs: list[Spec], root: Path, progress: bool = True) -> list[Path]:
     """Train every spec into root/<name> that is not finished yet (see the module's docstring); returns the
-    run folders in the order of `specs`. A folder another process is training is refused by its lock."""
+    run folders in the order of `specs`. A folder another process is training is refused by its lock, and a
+    folder holding a run of other configs (the experiment was changed since) is refused before anything
+    trains, naming the fields: its results would otherwise be reported for configs they do not have."""
     folders = [root / s.name for s in specs]
+    stale = {f: d for s, f in zip(specs, folders) if (f / "train_config.json").exists() and (d := differences(s, f))}
+    if stale:
+        raise SystemExit("these run folders hold runs of other configs than the experiment's now:\n"
+                         + "\n".join(f"  {f}: " + "; ".join(d) for f, d in stale.items())
+                         + "\nmove them away (or delete them) and run the same command again to retrain them")
     done = [steps_done(f) if f.exists() else 0 for f in folders]
     bar = tqdm(total=sum(s.train.max_iters for s in specs), initial=sum(done), disable=not progress,
                unit="step", dynamic_ncols=True)

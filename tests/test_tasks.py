@@ -147,3 +147,49 @@ def test_every_architecture_runs_every_task(name, arch):
     if task.n_classes == 0:
         pred, true = greedy_answers(model, b)
         assert pred.shape == true.shape == (3, task.examples(1, np.random.default_rng(0))[1].shape[1])
+
+
+# --- the RMT paper's curriculum over the number of segments -----------------------------------------
+@pytest.mark.parametrize("name, seg_len", [("copy", 4), ("reverse", 4), ("retrieval", 3), ("copy", 5)])
+def test_curriculum_grows_one_segment_at_a_time_to_the_full_task(name, seg_len):
+    from data import curriculum_stages
+    task = make_task(name, 8, 10, 4)
+    stages = curriculum_stages(task, seg_len)
+    segments = [-(-t.seq_len // seg_len) for t in stages]
+    assert stages[-1] is task and segments == sorted(set(segments))  # strictly more segments each stage
+    assert segments[-1] - segments[0] >= len(segments) - 1 and segments[0] <= 2
+    assert all(t.tokenizer.vocab_size == task.tokenizer.vocab_size for t in stages)  # one vocabulary
+    assert len(stages) > 2
+
+
+def test_a_task_of_one_size_has_no_curriculum():
+    from data import curriculum_stages
+    with pytest.raises(ValueError, match="has one size only.*copy"):
+        curriculum_stages(make_task("majority", 8, 10, 4), 4)
+
+
+def test_training_with_a_curriculum_draws_the_stage_of_each_step(tmp_path):
+    """The training batches grow with the step (2 steps a stage), validation stays on the full task, and a
+    model without segments refuses the option by name."""
+    from config import ConfigError, TrainConfig, model_config
+    from train import make_source
+    tcfg = TrainConfig(task="copy", task_len=8, curriculum=2, batch_size=2, eval_iters=1)
+    src, mcfg = make_source(model_config("rmt", seg_len=4, n_mem=2, n_layer=1, d_model=16, n_head=2), tcfg)
+    rng = np.random.default_rng(0)
+    lengths = [src.train_batch(rng, step).x.shape[1] for step in range(14)]
+    assert lengths == [3, 3, 6, 6, 12, 12, 15, 15, 18, 18, 24, 24, 24, 24]
+    assert src.val[0].x.shape[1] == 24 == mcfg.block_size
+    with pytest.raises(ConfigError, match="curriculum = 2.*'gpt'"):
+        make_source(model_config("gpt", n_layer=1, d_model=16, n_head=2), tcfg)
+
+
+@pytest.mark.parametrize("arch, fields", [("rmt", {"n_mem": 2}), ("transformer_xl", {"mem_len": 4})])
+def test_segmented_models_train_through_every_stage(tmp_path, arch, fields):
+    """Sequences shorter than a segment, and ones that end inside a segment, train like full ones."""
+    from config import TrainConfig, model_config
+    from train import Trainer
+    t = Trainer(model_config(arch, seg_len=4, n_layer=1, d_model=16, n_head=2, **fields),
+                TrainConfig(task="copy", task_len=8, curriculum=1, max_iters=7, batch_size=2, eval_interval=7,
+                            eval_iters=1, sample_len=0), tmp_path / arch, progress=False, verbose=False)
+    t.run()
+    assert t.step == 7 and np.isfinite(t.rows[-1]["train_loss"]) and np.isfinite(t.rows[-1]["val_loss"])

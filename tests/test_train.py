@@ -84,7 +84,7 @@ def test_resume_after_ctrl_c_equals_the_uninterrupted_run(finished, tmp_path, mo
         if self.step == at_step and not fired:
             fired.append(True)
             # the step has begun: it drew a batch and used every RNG, then Ctrl-C
-            self.src.train_batch(self.data_rng)
+            self.src.train_batch(self.data_rng, self.step)
             torch.rand(10), random.random(), np.random.rand()
             raise KeyboardInterrupt
         return real(self, lr)
@@ -391,7 +391,7 @@ def first_step(tmp_path, accum, batch_size, batches):
     t = trainer(tmp_path / f"acc{accum}", m=mcfg(dropout=0.0), t=tcfg(grad_accum=accum, batch_size=batch_size,
                                                                       grad_clip=0.0))
     feed = iter(batches)
-    t.src.train_batch = lambda rng: next(feed)
+    t.src.train_batch = lambda rng, step: next(feed)
     grads = {}
 
     def capture():

@@ -1,0 +1,161 @@
+"""Tests of experiments/ (issue 13): the whole reproduction runs end to end (--quick), an interrupted list
+resumes without retraining what finished, and the shipped results page and README table say what the run
+folders hold (a test fails when one is stale)."""
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+import tools
+from config import TrainConfig, model_config
+from experiments import reference, reproduce, runner
+from train import Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def trained(tmp_path, monkeypatch):
+    """An empty trained/ for the experiments to write into."""
+    monkeypatch.setattr(tools, "TRAINED", tmp_path / "trained")
+    return tmp_path / "trained"
+
+
+# --- one command, end to end ------------------------------------------------------------------------
+def test_quick_reproduction_writes_a_page_with_a_verdict_for_every_comparison(trained):
+    assert reproduce.main(["--quick"]) == 0
+    page = (trained / "quick" / "RESULTS.md").read_text()
+    for claim in reproduce.CLAIMS:
+        assert f"## {claim.title}" in page
+        assert (trained / "quick" / "figures" / f"{claim.key}.png").stat().st_size > 1000
+        for c in claim.comparisons:
+            row = next(l for l in page.splitlines() if l.startswith(f"| {c.label} |"))
+            assert row.rstrip(" |").rsplit("| ", 1)[1] in ("reproduced", "mixed", "not reproduced")
+    assert "Not run yet" not in page
+    # every run of every claim finished and carries its stored evaluation
+    runs = {s.name for c in reproduce.CLAIMS for s in c.runs(True)}
+    assert all(tools.run_status(trained / "quick" / n) == "finished" for n in runs)
+    assert all((trained / "quick" / n / "evaluation.json").exists() for n in runs)
+    # the page is written from the folders alone: rewriting it gives the same text
+    assert reproduce.page(True) == page
+
+
+def test_a_claim_not_trained_yet_is_listed_with_its_command(trained):
+    text = reproduce.page(True)
+    assert text.count("**Not run yet**") == len(reproduce.CLAIMS)
+    assert "python experiments/reproduce.py --quick --claims hilt" in text
+
+
+def test_verdicts_follow_the_rule_of_the_docstring():
+    lower = reproduce.Comparison("x", "a", "b", "bpc", True, "")
+    assert reproduce.verdict(lower, [1.0, 1.1], [1.2, 1.3]) == "reproduced"
+    assert reproduce.verdict(lower, [1.0, 1.4], [1.2, 1.3]) == "mixed"           # better on average only
+    assert reproduce.verdict(lower, [1.3, 1.4], [1.2, 1.3]) == "not reproduced"
+    higher = reproduce.Comparison("x", "a", "b", "acc", False, "")
+    assert reproduce.verdict(higher, [0.9, 0.8], [0.5, 0.6]) == "reproduced"
+    same = reproduce.Comparison("x", "a", "b", "bpc", True, "", matches=True)
+    assert reproduce.verdict(same, [2.02, 2.03], [2.0, 2.0]) == "reproduced"   # within 2%
+    assert reproduce.verdict(same, [2.1, 2.1], [2.0, 2.0]) == "not reproduced"
+
+
+# --- an interrupted list resumes --------------------------------------------------------------------
+def tiny(name: str, seed: int) -> runner.Spec:
+    return runner.Spec(name, model_config("gpt", n_layer=1, d_model=16, n_head=2, block_size=16),
+                       TrainConfig(max_iters=6, batch_size=2, eval_interval=3, eval_iters=1, sample_len=0,
+                                   seed=seed))
+
+
+def test_an_interrupted_list_resumes_where_it_stopped(tmp_path, monkeypatch):
+    specs = [tiny("a", 0), tiny("b", 1), tiny("c", 2)]
+    step, calls = Trainer.train_step, {"n": 0}
+
+    def interrupted_once(self, lr):
+        calls["n"] += 1
+        if calls["n"] == 6 + 5:  # run b's 5th step: after its checkpoint at step 3
+            raise KeyboardInterrupt
+        return step(self, lr)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted_once)
+    with pytest.raises(SystemExit, match="(?s)b: interrupted at step 4.*run the same command again"):
+        runner.run_all(specs, tmp_path, progress=False)
+    assert tools.run_status(tmp_path / "a") == "finished" and not (tmp_path / "c").exists()
+    assert runner.steps_done(tmp_path / "b") == 4
+    a_weights = (tmp_path / "a" / "model.pt").stat().st_mtime_ns
+    calls["n"] = 0
+    runner.run_all(specs, tmp_path, progress=False)
+    assert calls["n"] == 2 + 6                     # b's last 2 steps and c: a was not retrained
+    assert (tmp_path / "a" / "model.pt").stat().st_mtime_ns == a_weights
+    assert all(tools.run_status(tmp_path / n) == "finished" for n in "abc")
+    # b resumed bit-exactly: the same final loss as b trained without a stop
+    monkeypatch.setattr(Trainer, "train_step", step)
+    runner.run_all([tiny("b", 1)], tmp_path / "again", progress=False)
+    log = lambda f: tools.read_log(f / "log.csv")[-1]
+    assert log(tmp_path / "b")["val_loss"] == log(tmp_path / "again" / "b")["val_loss"]
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path):
+    spec = tiny("a", 0)
+    Trainer(spec.model, spec.train, tmp_path / "a", progress=False, verbose=False).save_configs()  # no weights
+    assert tools.run_status(tmp_path / "a") == "unfinished"
+    runner.run_all([spec], tmp_path, progress=False)
+    assert tools.run_status(tmp_path / "a") == "finished"
+
+
+def test_a_stored_evaluation_follows_the_weights(tmp_path):
+    spec = tiny("a", 0)
+    runner.run_all([spec], tmp_path, progress=False)
+    first = runner.evaluation(tmp_path / "a")
+    assert first["weights"] and math.isfinite(first["val_loss"]) and len(first["by_position"]) == 16
+    stored = tools.load_json(tmp_path / "a" / "evaluation.json")
+    tools.save_json(tmp_path / "a" / "evaluation.json", {**stored, "val_loss": -1.0})  # cached: read back
+    assert runner.evaluation(tmp_path / "a")["val_loss"] == -1.0
+    tools.save_json(tmp_path / "a" / "evaluation.json", {**stored, "weights": "0" * 16})  # other weights
+    assert runner.evaluation(tmp_path / "a")["val_loss"] == first["val_loss"]
+
+
+# --- the shipped results agree with the shipped run folders -----------------------------------------
+def shipped(*parts) -> Path:
+    return tools.TRAINED.joinpath(*parts)
+
+
+def test_the_results_page_is_the_one_the_run_folders_give():
+    assert (ROOT / "RESULTS.md").read_text() == reproduce.page(False), \
+        "RESULTS.md is stale: run python experiments/reproduce.py --page"
+
+
+def test_the_readme_reference_table_is_the_one_the_run_folders_give():
+    folders = [reference.folder() / s.name for s in reference.specs()]
+    assert all(tools.run_status(f) == "finished" for f in folders), "train them: python experiments/reference.py"
+    readme = (ROOT / "README.md").read_text()
+    table = reference.markdown(reference.results(folders))
+    assert readme == reference.readme_with_table(readme, table), \
+        "README's reference table is stale: run python experiments/reference.py --readme"
+
+
+def test_a_stored_evaluation_is_what_evaluating_the_run_gives_today():
+    """evaluation.json is a cache: scoring the weights again gives the same numbers (here for one run of each
+    kind: a corpus run and a task run), so a page written from the caches says what the weights do."""
+    import model_comparison as mc
+    for folder in (shipped("reference", "gpt-s0"), shipped("reproduce", "hmu", "hmu-s0")):
+        if not folder.exists():
+            pytest.fail(f"{folder} is not shipped: run python experiments/reproduce.py")
+        stored = tools.load_json(folder / "evaluation.json")
+        fresh = mc.evaluate_run(mc.load_runs([folder])[0])
+        for k, v in fresh.items():
+            assert float(v) == pytest.approx(stored[k], rel=1e-4, abs=1e-6), (folder, k)
+
+
+def test_the_readme_names_the_experiment_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert "python experiments/reference.py" in readme and "python experiments/reproduce.py" in readme
+    assert re.search(r"\[RESULTS\.md\]\(RESULTS\.md\)", readme)
+
+
+def test_a_folder_holding_a_run_of_other_configs_is_refused_before_anything_trains(tmp_path):
+    runner.run_all([tiny("a", 0)], tmp_path, progress=False)
+    changed = runner.Spec("a", tiny("a", 0).model, TrainConfig.from_dict({**tiny("a", 0).train.to_dict(),
+                                                                          "max_iters": 8}))
+    with pytest.raises(SystemExit, match=r"(?s)a: train max_iters: 6 -> 8.*move them away"):
+        runner.run_all([tiny("b", 1), changed], tmp_path, progress=False)
+    assert not (tmp_path / "b").exists()
