@@ -51,7 +51,7 @@ os.environ.update(OMP_NUM_THREADS="1", RAYON_NUM_THREADS="1", TOKENIZERS_PARALLE
 import tokenizers  # noqa: E402  (mnemo's package: the repo root is first on sys.path)
 from data import builtin_text  # noqa: E402
 from tokenizers.bpe import (GPT4_SPLIT_PATTERN, SPECIAL_TOKENS, BPETokenizer, count_chunks,  # noqa: E402
-                            get_stats, merge, to_bytes)
+                            get_stats, merge, textbook_encode_chunk, to_bytes)
 
 VOCAB = 4096
 ROUNDS = 15
@@ -241,13 +241,7 @@ class TextbookEncoder(BPETokenizer):
     lowest rank, rebuild the list with that pair merged, start again."""
 
     def encode_chunk(self, data: bytes) -> list[int]:
-        ids = list(data)
-        while len(ids) >= 2:
-            pair = min(zip(ids, ids[1:]), key=lambda p: self.ranks.get(p, float("inf")))
-            if pair not in self.ranks:
-                break
-            ids = merge(ids, pair, self.ranks[pair])
-        return ids
+        return textbook_encode_chunk(self.ranks, data)
 
 
 # --- section 4: encoding, interleaved rounds ----------------------------------------------------------

@@ -7,7 +7,6 @@ decoding without, and the activation-patching and trace-scope mechanisms."""
 import csv
 from dataclasses import dataclass
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -15,9 +14,9 @@ from torch import nn
 import config
 import tools
 from config import ModelConfig, TrainConfig, model_config, option
-from data import ENCODER_DECODER, make_task, pad_rows
+from data import make_task, pad_rows
 from inference import generate, generate_ids
-from modules import CAUSAL, CLASSIFIES, ENCODER_DECODER as ENC_DEC, Batch, build_model, patch, trace
+from modules import CAUSAL, CLASSIFIES, Batch, build_model, patch, trace
 from modules.base import ClassifierHead, LanguageModel, TokenEmbedding, make_head
 from modules.gpt import GPT
 from modules.layer import stack

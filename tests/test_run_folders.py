@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import data
 import tools
 import train
 from config import TrainConfig, model_config
@@ -22,13 +21,7 @@ from train import Trainer
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    path = tmp_path_factory.mktemp("mnemo_cache")
-    mp.setattr(data, "CACHE", path)
-    yield path
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("private_cache")  # conftest.py: token ids cached in a private folder
 
 
 def mcfg(**kw):

@@ -8,14 +8,12 @@ import pickle
 import random
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import data
 import tools
 from config import MODEL_CONFIGS, GPTConfig, TrainConfig, config_from_dict, model_config
 from modules import Batch
@@ -27,14 +25,7 @@ LOG_HEADER = "step,tokens,elapsed_s,tokens_per_s,lr,train_loss,val_loss,grad_nor
 COMPARED = ["step", "tokens", "lr", "train_loss", "val_loss", "grad_norm"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    """Token ids are cached in a private folder, not in the repo's data_cache/."""
-    mp = pytest.MonkeyPatch()
-    path = tmp_path_factory.mktemp("mnemo_cache")
-    mp.setattr(data, "CACHE", path)
-    yield path
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("private_cache")  # conftest.py: token ids cached in a private folder
 
 
 def mcfg(**kw):

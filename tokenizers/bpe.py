@@ -128,6 +128,19 @@ def merge(ids, pair, new_id: int) -> list[int]:
 
 
 # --- training ---------------------------------------------------------------------------------------
+def textbook_encode_chunk(ranks: dict, data: bytes) -> list[int]:
+    """The textbook encoder, the reference `BPETokenizer.encode_chunk` must agree with (tests) and beat
+    (benchmarks/bpe_speed.py): find the learned pair of lowest rank among all adjacent pairs, merge every
+    occurrence of it, start again. `ranks` maps a pair to its merged id (merged ids grow with the rank)."""
+    ids = list(data)
+    while len(ids) >= 2:
+        pair = min(zip(ids, ids[1:]), key=lambda p: ranks.get(p, float("inf")))
+        if pair not in ranks:
+            break
+        ids = merge(ids, pair, ranks[pair])
+    return ids
+
+
 def special_pattern(specials) -> str:
     """A regex for any of the special-token strings (longest first, so none hides a longer one)."""
     return "|".join(regex.escape(s) for s in sorted(specials, key=len, reverse=True))
