@@ -20,9 +20,10 @@ What each architecture adds, chosen to keep the parameters equal:
 - memory_mosaics: 4 blocks of contextual and persistent associative memories (+0.1%);
 - hilt: 3 inter-layer transformers of width 16, one layer each (+7.6%).
 Evaluation (`model_comparison.evaluate_run`, kept in each folder's evaluation.json): the same 8 x 16
-validation windows for every run (seed 0): loss, bits per character, top-1 and top-5 accuracy; loss by
-position in the context; tokens per second of training from the log (one thread, on a machine other jobs
-shared: only a ratio between runs means anything, and only roughly).
+validation windows for every run (seed 0): loss of the final weights, bits per character, top-1 and top-5
+accuracy; loss by position in the context. From each run's log: the best validation loss the loop measured
+(on validation batches drawn with the run's own seed) and tokens per second of training (one thread, on a
+machine other jobs shared: only a ratio between runs means anything, and only roughly).
 """
 from __future__ import annotations
 
@@ -90,14 +91,14 @@ def part(by_position, start: int, stop: int, eighths: int = 8) -> float:
 
 def markdown(by_arch: dict[str, list[dict]]) -> str:
     """One row per architecture, mean ± std over its seeds."""
-    head = ["arch", "seeds", "params", "tokens/s", "val loss", "bits per char", "top-1", "top-5",
-            "loss, first 1/8 of the context", "loss, second half"]
+    head = ["arch", "seeds", "params", "tokens/s", "best val loss (log)", "val loss", "bits per char", "top-1",
+            "top-5", "loss, first 1/8 of the context", "loss, second half"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arch, rs in by_arch.items():
         col = lambda k: [r[k] for r in rs]
         rows.append("| " + " | ".join([
             arch, str(len(rs)), f"{rs[0]['params']:,}", f"{statistics.mean(col('tokens_per_s')):,.0f}",
-            mean_std(col("val_loss"), 3), mean_std(col("bpc"), 3), mean_std(col("top1"), 3), mean_std(col("top5"), 3),
+            mean_std(col("best_val_loss"), 3), mean_std(col("val_loss"), 3), mean_std(col("bpc"), 3), mean_std(col("top1"), 3), mean_std(col("top5"), 3),
             mean_std([part(r["by_position"], 0, 1) for r in rs], 3),
             mean_std([part(r["by_position"], 4, 8) for r in rs], 3)]) + " |")
     return "\n".join(rows)

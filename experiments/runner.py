@@ -99,14 +99,19 @@ def run_all(specs: list[Spec], root: Path, progress: bool = True) -> list[Path]:
     return folders
 
 
+EVALUATION_VERSION = 2  # what evaluation() stores; a stored evaluation of another version is computed again
+
+
 def evaluation(folder: Path) -> dict:
     """The run's scores on fixed data (`model_comparison.evaluate_run`: corpus runs loss, bits per character,
     top-1/top-5 and loss by position; task runs the task's own metrics), plus its parameters, training
-    seconds and tokens per second; computed once and kept in folder/evaluation.json with the hash of the
-    weights they were computed from (recomputed when the weights change)."""
+    seconds, tokens per second and best validation loss of its log (the loop's own validation batches, drawn
+    with the run's seed); computed once and kept in folder/evaluation.json with the hash of the weights they
+    were computed from (recomputed when the weights change, or when this function stores more)."""
     import model_comparison as mc
     path, weights = folder / "evaluation.json", sha256_of(folder / "model.pt")[:16]
-    if path.exists() and tools.load_json(path).get("weights") == weights:
+    if path.exists() and tools.load_json(path).get("weights") == weights \
+            and tools.load_json(path).get("version") == EVALUATION_VERSION:
         return tools.load_json(path)
     run = mc.load_runs([folder])[0]
     scores = {k: float(v) for k, v in mc.evaluate_run(run).items()}
@@ -115,6 +120,6 @@ def evaluation(folder: Path) -> dict:
         scores["by_position"] = [round(float(v), 5) for v in by_position]
     last = run.log[-1]
     scores.update(params=run.params, train_s=last["elapsed_s"], tokens_per_s=last["tokens"] / last["elapsed_s"],
-                  weights=weights)
+                  best_val_loss=min(r["val_loss"] for r in run.log), weights=weights, version=EVALUATION_VERSION)
     tools.save_json(path, scores)
     return scores
