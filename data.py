@@ -18,7 +18,7 @@ generating). The records are packed back to back, without padding, and every win
 `<bos>`, as generation from scratch does; every tenth record is validation.
 
 A text read with a tokenizer that was not built from it (a finetune: `--init_from`) is first fitted to it
-(`fit_text`): a character the tokenizer has no token for is folded to its NFKD decomposition's characters
+(`fit_texts`): a character the tokenizer has no token for is folded to its NFKD decomposition's characters
 that it has (é -> e, ﬁ -> fi, ² -> 2), or else dropped; more than MAX_DROPPED of the text dropped is an error.
 
 Tasks (loss on the answer only), in the layout of the model that reads them — decoder-only `prompt <sep>
@@ -191,8 +191,9 @@ def make_tokenizer(spec: str, text: str) -> Tokenizer:
     return load_tokenizer(spec)
 
 
-def fit_text(text: str, tokenizer: Tokenizer, where: str) -> tuple[str, str]:
-    """`text` made of characters `tokenizer` has tokens for, and a note of what changed ('' when nothing did).
+def fit_texts(texts: list[str], tokenizer: Tokenizer, where: str) -> tuple[list[str], str]:
+    """`texts` (a corpus, or the records of a file) made of characters `tokenizer` has tokens for, and a note of
+    what changed ('' when nothing did).
 
     A tokenizer that was not built from the text (a character tokenizer from pretraining, met by finetuning
     text) would turn every unseen character into `<unk>`, which the model never saw. Instead each unseen
@@ -200,10 +201,11 @@ def fit_text(text: str, tokenizer: Tokenizer, where: str) -> tuple[str, str]:
     apart (é -> e + U+0301, ﬁ -> fi, ² -> 2) and the parts it has are kept (folded); a character none of whose
     parts it has is dropped. Dropping more than MAX_DROPPED of the characters is a ValueError naming `where`
     and the most common lost characters: the text then needs another tokenizer, not a silent loss."""
-    unknown = tokenizer.unknown_chars(text)
+    unknown = set().union(*(tokenizer.unknown_chars(t) for t in texts))
     if not unknown:
-        return text, ""
-    counts = Counter(c for c in text if c in unknown)
+        return texts, ""
+    counts = Counter(c for t in texts for c in t if c in unknown)
+    total = sum(map(len, texts))
     table = {c: "".join(p for p in unicodedata.normalize("NFKD", c) if not tokenizer.unknown_chars(p))
              for c in unknown}
     folded = Counter({c: n for c, n in counts.items() if table[c]})
@@ -213,17 +215,18 @@ def fit_text(text: str, tokenizer: Tokenizer, where: str) -> tuple[str, str]:
         return ", ".join(f"{c!r}{' -> ' + repr(table[c]) if arrow else ''} x{n}" for c, n in counter.most_common(5))
 
     lost = sum(dropped.values())
-    if lost > MAX_DROPPED * len(text):
-        raise ValueError(f"{where}: {lost:,} of its {len(text):,} characters ({lost / len(text):.1%}) have no "
+    if lost > MAX_DROPPED * total:
+        raise ValueError(f"{where}: {lost:,} of its {total:,} characters ({lost / total:.1%}) have no "
                          f"token in the tokenizer {tokenizer.name!r} and no NFKD form it has tokens for (most "
                          f"common: {listing(dropped, False)}); at most {MAX_DROPPED:.0%} may be dropped. Clean the "
                          f"text, or start from a run whose tokenizer covers it (a byte-level bpe-N covers every "
                          f"character)")
     parts = [f"folded {sum(folded.values()):,} ({listing(folded, True)})"] if folded else []
     parts += [f"dropped {lost:,} ({listing(dropped, False)})"] if dropped else []
-    note = (f"{where}: {' and '.join(parts)} of {len(text):,} characters that the tokenizer {tokenizer.name!r} "
+    note = (f"{where}: {' and '.join(parts)} of {total:,} characters that the tokenizer {tokenizer.name!r} "
             f"has no token for")
-    return text.translate(str.maketrans(table)), note
+    table = str.maketrans(table)
+    return [t.translate(table) for t in texts], note
 
 
 def split_records(text: str, where: str) -> list[str]:
@@ -241,7 +244,7 @@ def split_records(text: str, where: str) -> list[str]:
 # --- corpora ----------------------------------------------------------------------------------------
 class Corpus:
     """A token stream split into train (first 90%) and validation (last 10%), sampled as windows. `note` says
-    how the text was fitted to a tokenizer not built from it (`fit_text`), '' when it was not changed."""
+    how the text was fitted to a tokenizer not built from it (`fit_texts`), '' when it was not changed."""
     cache_tag = ""  # tells the cached ids of one text read as a corpus and as records apart
 
     def __init__(self, ids: np.ndarray, tokenizer: Tokenizer, name: str = "corpus", note: str = ""):
@@ -253,17 +256,23 @@ class Corpus:
         return {"train": ids[:-n_val], "val": ids[-n_val:]}
 
     @classmethod
-    def encode(cls, text: str, tokenizer: Tokenizer, where: str) -> list[int]:
-        return tokenizer.encode_ordinary(text)  # corpus text is text, `<eos>` included
+    def pieces(cls, text: str, where: str) -> list[str]:
+        """The texts the stream is made of: the whole text, for a corpus."""
+        return [text]
+
+    @classmethod
+    def encode(cls, pieces: list[str], tokenizer: Tokenizer) -> list[int]:
+        return tokenizer.encode_ordinary(pieces[0])  # corpus text is text, `<eos>` included
 
     @classmethod
     def load(cls, data: str = "builtin", tokenizer: str | Tokenizer = "char", cache_dir=None,
              progress: bool = True) -> "Corpus":
         """Read, tokenize (once; ids are cached as .npy) and split corpus `data`. A tokenizer given as an
-        instance was not built from this text: the text is fitted to it first (`fit_text`)."""
-        text, note = load_text(data, cache_dir, progress), ""
+        instance was not built from this text: the text is fitted to it first (`fit_texts`)."""
+        text = load_text(data, cache_dir, progress)
+        pieces, note = cls.pieces(text, data), ""
         if isinstance(tokenizer, Tokenizer):
-            tok, (text, note) = tokenizer, fit_text(text, tokenizer, data)
+            tok, (pieces, note) = tokenizer, fit_texts(pieces, tokenizer, data)
         else:
             tok = make_tokenizer(tokenizer, text)
         key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16] + "-" + tok.hash()
@@ -272,7 +281,7 @@ class Corpus:
             ids = np.load(path)
         else:
             dtype = np.uint16 if tok.vocab_size <= 1 << 16 else np.int32
-            ids = np.asarray(cls.encode(text, tok, data), dtype=dtype)
+            ids = np.asarray(cls.encode(pieces, tok), dtype=dtype)
             buf = io.BytesIO()
             np.save(buf, ids)
             atomic_write_bytes(path, buf.getvalue())
@@ -306,12 +315,17 @@ class Records(Corpus):
     cache_tag = "-records"
 
     @classmethod
-    def encode(cls, text, tokenizer, where):
+    def pieces(cls, text, where):
+        """The records (fitted to a finetune's tokenizer one by one: the blank lines between them stay)."""
         records = split_records(text, where)
         if len(records) < 2:
             raise ValueError(f"{where} holds 1 record; training on records needs at least 2 (one is validation)")
+        return records
+
+    @classmethod
+    def encode(cls, pieces, tokenizer):
         bos, eos = tokenizer.bos_id, tokenizer.eos_id
-        return [i for r in records for i in (bos, *tokenizer.encode_ordinary(r), eos)]
+        return [i for r in pieces for i in (bos, *tokenizer.encode_ordinary(r), eos)]
 
     def split(self, ids):
         """The records, every tenth to validation; `self.starts` keeps where each split's records begin."""

@@ -22,7 +22,7 @@ architecture.
 
 Finetuning (`--init_from RUN`): the run starts from RUN's weights, tokenizer and model config, with a fresh
 TrainConfig (its own schedule, optimizer and step count). The data is read with RUN's tokenizer: a character
-it has no token for is folded to its NFKD form or dropped (`data.fit_text`; what changed is printed and kept in
+it has no token for is folded to its NFKD form or dropped (`data.fit_texts`; what changed is printed and kept in
 the README), and more than 1% dropped is refused. train_config.json names RUN (`init_from`); summary.json and
 the README also give the sha256 of the model.pt it started from. With `--records true` the data is records
 separated by blank lines, each trained as `<bos> record <eos>` (`data.Records`), so the model learns to stop:
@@ -59,7 +59,7 @@ class Source:
     val: list                   # fixed validation batches
     task: object = None         # the Task, when training on one (adds its metrics: val_acc, ...)
     name: str = ""
-    note: str = ""              # how the text was fitted to a tokenizer not built from it (data.fit_text)
+    note: str = ""              # how the text was fitted to a tokenizer not built from it (data.fit_texts)
 
 
 def make_source(mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True,
@@ -106,7 +106,10 @@ class Pretrained:
     def load(cls, run) -> "Pretrained":
         """Run folder `run` (a path, or a name under trained/), checked by tools.load_run; a bad name raises
         FileNotFoundError listing the runs there are."""
-        model, cfgs, tok = tools.load_run(run)
+        try:
+            model, cfgs, tok = tools.load_run(run)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"init_from = {str(run)!r}: {e}") from None
         folder = tools.find_run(run)
         return cls(folder, cfgs["model"], tok, model.state_dict(), sha256_of(folder / "model.pt"))
 
