@@ -3,7 +3,7 @@
 Corpora
 - `builtin`: the text of `pydoc_data.topics`, which ships with every CPython (~465 KB of English);
 - `builtin-records`: one record per documented built-in function, type, method and function of a few standard
-  modules, `name: first sentence of its docstring` (~480 records, ~25 KB), built at run time, offline;
+  modules, `name: first sentence of its docstring` (~460 records, ~30 KB), built at run time, offline;
 - `shakespeare`, `tinystories`: downloaded once into the cache (progress bar, SHA-256 checked);
 - any UTF-8 text file, by path.
 Text is tokenized once and the ids cached as `.npy` (keyed by the text's hash and the tokenizer's hash).
@@ -40,6 +40,7 @@ import inspect
 import io
 import os
 import re
+import sys
 import unicodedata
 import urllib.error
 import urllib.request
@@ -106,7 +107,7 @@ def doc_summary(obj) -> str:
 
 def builtin_records() -> list[str]:
     """`name: summary` for every documented public function and class of `builtins`, method of the built-in
-    types, and function of a few standard modules, in a fixed order: short records (a median of ~55
+    types, and function of a few standard modules, in a fixed order: short records (a median of ~60
     characters) that ship with every Python, for finetuning a model to write one and stop."""
     import builtins
     import importlib
@@ -117,8 +118,10 @@ def builtin_records() -> list[str]:
     for prefix, space in spaces:
         for name in sorted(getattr(space, "__all__", None) or vars(space)):
             obj = getattr(space, name)
+            module = getattr(obj, "__module__", None) or "builtins"  # a built-in type's methods name none
+            shipped = module.split(".")[0] in sys.stdlib_module_names  # not what IPython adds to builtins
             summary = doc_summary(obj)
-            if not name.startswith("_") and (inspect.isroutine(obj) or inspect.isclass(obj)) and summary:
+            if not name.startswith("_") and (inspect.isroutine(obj) or inspect.isclass(obj)) and shipped and summary:
                 out.append(f"{prefix}{name}: {summary}")
     return out
 
