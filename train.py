@@ -185,6 +185,8 @@ class Trainer:
         if source is not None:  # a finetune: the source's model, named the same way wherever it was given
             mcfg, tcfg = source.model_config(mcfg), replace(tcfg, init_from=tools.run_ref(source.folder))
         self.origin = source.origin() if source else {}  # a resume restores it from the checkpoint
+        if mcfg is None:
+            raise ConfigError("no model config: pass one, or set init_from to start from a run's")
         name = tcfg.task or corpus_name(tcfg.data)
         self.out = Path(out) if out else tools.TRAINED / f"{mcfg.arch}-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.procs = tools.processes()

@@ -164,8 +164,15 @@ def test_records_are_packed_as_bos_record_eos_and_windows_start_at_a_bos(tmp_pat
                                                           "<bos>record 19!<eos><bos>record 9<eos><bos>record "}
 
 
-def test_builtin_records_ship_with_python_and_are_selectable_by_name():
+def test_builtin_records_ship_with_python_and_are_selectable_by_name(monkeypatch):
+    import builtins
+
+    def get_ipython():
+        """Return the currently running IPython instance."""
+    get_ipython.__module__ = "IPython.core.interactiveshell"      # IPython adds it to builtins: not shipped
+    monkeypatch.setattr(builtins, "get_ipython", get_ipython, raising=False)
     records = data.builtin_records()
+    assert not [r for r in records if r.startswith("get_ipython")]
     assert len(records) > 300 and "abs: Return the absolute value of the argument." in records
     assert all(": " in r and "\n" not in r for r in records)
     assert split_records(data.load_text("builtin-records"), "builtin-records") == records
