@@ -523,10 +523,11 @@ def format_row(row: dict) -> str:
     return "  ".join(parts)
 
 
-def train(mcfg: ModelConfig, tcfg: TrainConfig, out=None, progress: bool = False, verbose: bool = True,
+def train(mcfg: ModelConfig | None, tcfg: TrainConfig, out=None, progress: bool = False, verbose: bool = True,
           overwrite: bool = False) -> Trainer:
     """Train a run from Python (notebooks): returns the finished Trainer (`.model`, `.rows`, `.out`).
-    A folder `out` that already holds a run is refused unless `overwrite`."""
+    A folder `out` that already holds a run is refused unless `overwrite`. A finetune (`tcfg.init_from`) takes
+    its source run's model config: pass mcfg = None."""
     return Trainer(mcfg, tcfg, out, progress, verbose, overwrite).run()
 
 
