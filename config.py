@@ -406,10 +406,17 @@ SCHEDULES = ("cosine", "linear", "step", "constant")
 @dataclass
 class TrainConfig(Config):
     """The training loop, the data it reads, and the task (if any)."""
-    data: str = option("builtin", "corpus: builtin (Python's pydoc topics, ships with Python), shakespeare, "
+    data: str = option("builtin", "corpus: builtin (Python's pydoc topics, ships with Python), builtin-records "
+                               "(docstring summaries of Python's built-ins, one record each), shakespeare, "
                                "tinystories (downloaded and cached), or a path to a UTF-8 text file; with "
                                "--task classify, a TSV/CSV file with a header (builtin: the synthetic majority "
                                "sentences)")
+    records: bool = option(False, "read --data as records separated by blank lines, each trained as <bos> "
+                                  "record <eos> (packed back to back, every window starting at a <bos>), so "
+                                  "the model learns to stop; builtin-records is a records set that ships")
+    init_from: str = option("", "finetune: start from this run folder (a path, or a name under trained/) with "
+                                "its weights, tokenizer and model config (model flags are refused); the run "
+                                "records the source and the sha256 of its model.pt. Empty = a fresh model")
     task: str = option("", "task instead of a corpus (e.g. copy, hmu_temporal, classify); empty = language "
                            "modelling on --data")
     task_len: int = option(8, "symbols per task example", min=1)
@@ -456,6 +463,11 @@ class TrainConfig(Config):
             raise ConfigError(f"min_lr = {self.min_lr} must not exceed lr = {self.lr}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ConfigError(f"beta1 = {self.beta1}, beta2 = {self.beta2} must be in [0, 1)")
+        for name in ("records", "init_from"):
+            if getattr(self, name) and self.task:
+                raise ConfigError(f"{name} = {getattr(self, name)!r} applies to language modelling on --data, but "
+                                  f"task = {self.task!r} is set (a task brings its own examples and tokenizer); "
+                                  f"leave out one of them")
 
 
 def config_from_dict(d: dict) -> Config:

@@ -2,6 +2,8 @@
 
 Corpora
 - `builtin`: the text of `pydoc_data.topics`, which ships with every CPython (~465 KB of English);
+- `builtin-records`: one record per documented built-in function, type, method and function of a few standard
+  modules, `name: first sentence of its docstring` (~460 records, ~30 KB), built at run time, offline;
 - `shakespeare`, `tinystories`: downloaded once into the cache (progress bar, SHA-256 checked);
 - any UTF-8 text file, by path.
 Text is tokenized once and the ids cached as `.npy` (keyed by the text's hash and the tokenizer's hash).
@@ -9,6 +11,15 @@ Corpus text is encoded as plain text: a `<eos>` written in it is five characters
 (`Tokenizer.encode_ordinary`); special tokens enter a sequence only as ids, where the pipeline means them.
 The last 10% of the stream is validation; training batches are random windows drawn from a seeded
 NumPy generator whose state is part of the checkpoint, so a resumed run draws the same batches.
+
+Records (`Records`, `--records true`): any of these texts read as records separated by blank lines, each
+becoming `<bos> record <eos>`, so a model learns where a record starts and where it ends (and stops there when
+generating). The records are packed back to back, without padding, and every window starts at a record's
+`<bos>`, as generation from scratch does; every tenth record is validation.
+
+A text read with a tokenizer that was not built from it (a finetune: `--init_from`) is first fitted to it
+(`fit_texts`): a character the tokenizer has no token for is folded to its NFKD decomposition's characters
+that it has (é -> e, ﬁ -> fi, ² -> 2), or else dropped; more than MAX_DROPPED of the text dropped is an error.
 
 Tasks (loss on the answer only), in the layout of the model that reads them — decoder-only `prompt <sep>
 answer`, or encoder-decoder with the prompt as the source: the RMT paper's `copy`, `reverse`, `retrieval`
@@ -25,10 +36,15 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import io
 import os
+import re
+import sys
+import unicodedata
 import urllib.error
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +59,9 @@ from tools import ROOT, atomic_write_bytes
 
 CACHE = Path(os.environ.get("MNEMO_CACHE", ROOT / "data_cache"))
 VAL_FRACTION = 0.1
+VAL_EVERY = 10       # records: every tenth record is validation
+MAX_DROPPED = 0.01   # the largest fraction of a text's characters that fitting it to a tokenizer may drop
+BUILTINS = ("builtin", "builtin-records")  # the corpora built from what Python ships
 
 
 # --- sources ----------------------------------------------------------------------------------------
@@ -74,6 +93,37 @@ def builtin_text() -> str:
     """Python's own help topics: English prose with code, available offline on every install."""
     import pydoc_data.topics as t
     return "\n\n".join(t.topics[k] for k in sorted(t.topics))
+
+
+def doc_summary(obj) -> str:
+    """The first sentence of `obj`'s docstring, on one line, skipping signature lines (`B.islower() -> bool`);
+    '' when it has none."""
+    for para in (inspect.getdoc(obj) or "").split("\n\n"):
+        line = " ".join(para.split())
+        if line and "->" not in line:
+            return re.split(r"(?<=\.)\s", line, maxsplit=1)[0]
+    return ""
+
+
+def builtin_records() -> list[str]:
+    """`name: summary` for every documented public function and class of `builtins`, method of the built-in
+    types, and function of a few standard modules, in a fixed order: short records (a median of ~60
+    characters) that ship with every Python, for finetuning a model to write one and stop."""
+    import builtins
+    import importlib
+    spaces = [("", builtins), *((f"{t.__name__}.", t) for t in (str, bytes, list, tuple, dict, set, int, float)),
+              *((f"{m}.", importlib.import_module(m))
+                for m in ("math", "operator", "itertools", "functools", "os.path", "random", "string"))]
+    out = []
+    for prefix, space in spaces:
+        for name in sorted(getattr(space, "__all__", None) or vars(space)):
+            obj = getattr(space, name)
+            module = getattr(obj, "__module__", None) or "builtins"  # a built-in type's methods name none
+            shipped = module.split(".")[0] in sys.stdlib_module_names  # not what IPython adds to builtins
+            summary = doc_summary(obj)
+            if not name.startswith("_") and (inspect.isroutine(obj) or inspect.isclass(obj)) and shipped and summary:
+                out.append(f"{prefix}{name}: {summary}")
+    return out
 
 
 def sha256_of(path, chunk: int = 1 << 20) -> str:
@@ -114,15 +164,18 @@ def download(remote: Remote, cache_dir=None, progress: bool = True, chunk: int =
 
 
 def load_text(data: str, cache_dir=None, progress: bool = True) -> str:
-    """The text of corpus `data`: 'builtin', a name in REMOTES, or a path to a UTF-8 file."""
+    """The text of corpus `data`: 'builtin', 'builtin-records' (its records separated by blank lines), a name
+    in REMOTES, or a path to a UTF-8 file."""
     if data == "builtin":
         return builtin_text()
+    if data == "builtin-records":
+        return "\n\n".join(builtin_records())
     if data in REMOTES:
         path = download(REMOTES[data], cache_dir, progress)
     else:
         path = Path(data)
         if not path.is_file():
-            raise ValueError(f"data = {data!r} is neither a corpus name ({['builtin', *REMOTES]}) nor a file")
+            raise ValueError(f"data = {data!r} is neither a corpus name ({[*BUILTINS, *REMOTES]}) nor a file")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
@@ -131,7 +184,7 @@ def load_text(data: str, cache_dir=None, progress: bool = True) -> str:
 
 def corpus_name(data: str) -> str:
     """The short name of corpus `data` (run folder names, logs): the corpus name, or the file's stem."""
-    return data if data in ("builtin", *REMOTES) else Path(data).stem
+    return data if data in (*BUILTINS, *REMOTES) else Path(data).stem
 
 
 def make_tokenizer(spec: str, text: str) -> Tokenizer:
@@ -141,32 +194,101 @@ def make_tokenizer(spec: str, text: str) -> Tokenizer:
     return load_tokenizer(spec)
 
 
+def fit_texts(texts: list[str], tokenizer: Tokenizer, where: str) -> tuple[list[str], str]:
+    """`texts` (a corpus, or the records of a file) made of characters `tokenizer` has tokens for, and a note of
+    what changed ('' when nothing did).
+
+    A tokenizer that was not built from the text (a character tokenizer from pretraining, met by finetuning
+    text) would turn every unseen character into `<unk>`, which the model never saw. Instead each unseen
+    character becomes what the tokenizer knows of its NFKD decomposition: accents and compatibility forms come
+    apart (é -> e + U+0301, ﬁ -> fi, ² -> 2) and the parts it has are kept (folded); a character none of whose
+    parts it has is dropped. Dropping more than MAX_DROPPED of the characters is a ValueError naming `where`
+    and the most common lost characters: the text then needs another tokenizer, not a silent loss."""
+    unknown = set().union(*(tokenizer.unknown_chars(t) for t in texts))
+    if not unknown:
+        return texts, ""
+    counts = Counter(c for t in texts for c in t if c in unknown)
+    total = sum(map(len, texts))
+    table = {c: "".join(p for p in unicodedata.normalize("NFKD", c) if not tokenizer.unknown_chars(p))
+             for c in unknown}
+    folded = Counter({c: n for c, n in counts.items() if table[c]})
+    dropped = Counter({c: n for c, n in counts.items() if not table[c]})
+
+    def listing(counter, arrow):
+        return ", ".join(f"{c!r}{' -> ' + repr(table[c]) if arrow else ''} x{n}" for c, n in counter.most_common(5))
+
+    lost = sum(dropped.values())
+    if lost > MAX_DROPPED * total:
+        raise ValueError(f"{where}: {lost:,} of its {total:,} characters ({lost / total:.1%}) have no "
+                         f"token in the tokenizer {tokenizer.name!r} and no NFKD form it has tokens for (most "
+                         f"common: {listing(dropped, False)}); at most {MAX_DROPPED:.0%} may be dropped. Clean the "
+                         f"text, or start from a run whose tokenizer covers it (a byte-level bpe-N covers every "
+                         f"character)")
+    parts = [f"folded {sum(folded.values()):,} ({listing(folded, True)})"] if folded else []
+    parts += [f"dropped {lost:,} ({listing(dropped, False)})"] if dropped else []
+    note = (f"{where}: {' and '.join(parts)} of {total:,} characters that the tokenizer {tokenizer.name!r} "
+            f"has no token for")
+    table = str.maketrans(table)
+    return [t.translate(table) for t in texts], note
+
+
+def split_records(text: str, where: str) -> list[str]:
+    """The records of `text`: blocks of lines separated by one or more blank (or whitespace-only) lines, each
+    stripped of the whitespace around it; the line breaks inside a record are kept. A text without one is a
+    ValueError naming `where`."""
+    records = [r.strip() for r in re.split(r"\n[^\S\n]*\n\s*", text.replace("\r\n", "\n"))]
+    records = [r for r in records if r]
+    if not records:
+        raise ValueError(f"{where} holds no records (it is empty or only whitespace); write records as blocks "
+                         f"of text separated by blank lines")
+    return records
+
+
 # --- corpora ----------------------------------------------------------------------------------------
 class Corpus:
-    """A token stream split into train (first 90%) and validation (last 10%), sampled as windows."""
+    """A token stream split into train (first 90%) and validation (last 10%), sampled as windows. `note` says
+    how the text was fitted to a tokenizer not built from it (`fit_texts`), '' when it was not changed."""
+    cache_tag = ""  # tells the cached ids of one text read as a corpus and as records apart
 
-    def __init__(self, ids: np.ndarray, tokenizer: Tokenizer, name: str = "corpus"):
-        self.tokenizer, self.name = tokenizer, name
+    def __init__(self, ids: np.ndarray, tokenizer: Tokenizer, name: str = "corpus", note: str = ""):
+        self.tokenizer, self.name, self.note = tokenizer, name, note
+        self.splits = self.split(ids)
+
+    def split(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         n_val = max(1, int(len(ids) * VAL_FRACTION))
-        self.splits = {"train": ids[:-n_val], "val": ids[-n_val:]}
+        return {"train": ids[:-n_val], "val": ids[-n_val:]}
+
+    @classmethod
+    def pieces(cls, text: str, where: str) -> list[str]:
+        """The texts the stream is made of: the whole text, for a corpus."""
+        return [text]
+
+    @classmethod
+    def encode(cls, pieces: list[str], tokenizer: Tokenizer) -> list[int]:
+        return tokenizer.encode_ordinary(pieces[0])  # corpus text is text, `<eos>` included
 
     @classmethod
     def load(cls, data: str = "builtin", tokenizer: str | Tokenizer = "char", cache_dir=None,
              progress: bool = True) -> "Corpus":
-        """Read, tokenize (once; ids are cached as .npy) and split corpus `data`."""
+        """Read, tokenize (once; ids are cached as .npy) and split corpus `data`. A tokenizer given as an
+        instance was not built from this text: the text is fitted to it first (`fit_texts`)."""
         text = load_text(data, cache_dir, progress)
-        tok = tokenizer if isinstance(tokenizer, Tokenizer) else make_tokenizer(tokenizer, text)
+        pieces, note = cls.pieces(text, data), ""
+        if isinstance(tokenizer, Tokenizer):
+            tok, (pieces, note) = tokenizer, fit_texts(pieces, tokenizer, data)
+        else:
+            tok = make_tokenizer(tokenizer, text)
         key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16] + "-" + tok.hash()
-        path = Path(cache_dir or CACHE) / "ids" / f"{key}.npy"
+        path = Path(cache_dir or CACHE) / "ids" / f"{key}{cls.cache_tag}.npy"
         if path.exists():
             ids = np.load(path)
         else:
             dtype = np.uint16 if tok.vocab_size <= 1 << 16 else np.int32
-            ids = np.asarray(tok.encode_ordinary(text), dtype=dtype)  # corpus text is text, `<eos>` included
+            ids = np.asarray(cls.encode(pieces, tok), dtype=dtype)
             buf = io.BytesIO()
             np.save(buf, ids)
             atomic_write_bytes(path, buf.getvalue())
-        return cls(ids, tok, name=corpus_name(data))
+        return cls(ids, tok, name=corpus_name(data), note=note)
 
     def batch(self, split: str, batch_size: int, block_size: int, rng: np.random.Generator) -> Batch:
         """`batch_size` random windows of `block_size` tokens; targets are the inputs shifted by one."""
@@ -182,6 +304,47 @@ class Corpus:
         """The fixed validation set: the same `n` batches at every evaluation."""
         rng = np.random.default_rng(seed)
         return [self.batch("val", batch_size, block_size, rng) for _ in range(n)]
+
+
+class Records(Corpus):
+    """Records separated by blank lines, each `<bos> record <eos>`, packed back to back into one stream.
+
+    Packed, not padded: every position of a batch is a real next-token prediction, and the loss needs no mask.
+    Every window starts at a record's `<bos>` (as generation from scratch does) and runs on through as many
+    records as it holds; a split shorter than a window is read as a loop (np.take's wrap), so a handful of
+    records still makes batches. A record longer than the window is cut, and its `<eos>` is never a target.
+    Every tenth record is validation (the last one when there are fewer than ten), so a file sorted by topic
+    is split evenly."""
+    cache_tag = "-records"
+
+    @classmethod
+    def pieces(cls, text, where):
+        """The records (fitted to a finetune's tokenizer one by one: the blank lines between them stay)."""
+        records = split_records(text, where)
+        if len(records) < 2:
+            raise ValueError(f"{where} holds 1 record; training on records needs at least 2 (one is validation)")
+        return records
+
+    @classmethod
+    def encode(cls, pieces, tokenizer):
+        bos, eos = tokenizer.bos_id, tokenizer.eos_id
+        return [i for r in pieces for i in (bos, *tokenizer.encode_ordinary(r), eos)]
+
+    def split(self, ids):
+        """The records, every tenth to validation; `self.starts` keeps where each split's records begin."""
+        records = np.split(ids, np.flatnonzero(ids == self.tokenizer.bos_id)[1:])
+        val = set(range(VAL_EVERY - 1, len(records), VAL_EVERY)) or {len(records) - 1}
+        splits = {"train": np.concatenate([r for i, r in enumerate(records) if i not in val]),
+                  "val": np.concatenate([r for i, r in enumerate(records) if i in val])}
+        self.starts = {k: np.flatnonzero(v == self.tokenizer.bos_id) for k, v in splits.items()}
+        return splits
+
+    def batch(self, split, batch_size, block_size, rng):
+        """`batch_size` windows of `block_size` tokens, each from a random record's `<bos>` on."""
+        ids, starts = self.splits[split], self.starts[split]
+        first = starts[rng.integers(0, len(starts), size=batch_size)]
+        w = torch.from_numpy(np.take(ids, first[:, None] + np.arange(block_size + 1), mode="wrap").astype(np.int64))
+        return Batch(w[:, :-1], w[:, 1:])
 
 
 # --- tasks ------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 state (a KV cache for GPT, the memory for segment-recurrent models) or by recomputation.
 
     python inference.py trained/<run> --prompt "The " --max_new_tokens 200 --temperature 0.8 --top_k 50
+    python inference.py trained/<finetuned run> --prompt ""     # one record from <bos>, up to its <eos>
 
 Sampling filters, applied in this order to the last position's logits:
 - temperature T: logits / T; T = 0 means greedy (argmax);
@@ -14,6 +15,9 @@ a bad value raises `SamplingError` naming it and its valid range. `generate(...,
 text of a single prompt as it is generated (the command line does), holding back only the bytes of a
 character not yet complete. Prompts are encoded as plain text (a `<eos>` typed in a prompt is text); in
 the output, `<pad>` and `<bos>` (which stand for no text) are left out and generation stops at `<eos>`.
+An empty prompt starts from `<bos>` alone: a model finetuned on records (`train.py --records true`, each
+record `<bos> record <eos>`) then writes a record from scratch and stops at its end; `bos=True` puts `<bos>`
+before every prompt, as those records were trained (the command line does so for a run trained on records).
 
 Context: a model with a fixed window (`model.max_context`, the block size for GPT) sees at most that many
 tokens. Without the cache each step recomputes the last window; with the cache, when the cache is full it is
@@ -228,9 +232,10 @@ class TextStream:
 
 def generate(model, tokenizer, prompt, max_new_tokens: int = 100, temperature: float = 1.0, top_k=None,
              top_p=None, min_p=None, beams: int = 1, use_cache: bool = True, stop_at_eos: bool = True,
-             seed: int | None = None, on_text=None):
+             seed: int | None = None, on_text=None, bos: bool = False):
     """Continue `prompt` (a string, or a list of strings) and return the new text (a string, or a list).
-    For an encoder-decoder the prompt is the source text, and the decoder writes from `<bos>`.
+    For an encoder-decoder the prompt is the source text, and the decoder writes from `<bos>`. A decoder
+    starts from `<bos>` when the prompt is empty, and before every prompt when `bos` (a run trained on records).
 
     The arguments are checked first (`check_sampling`). `on_text`: a function called with each piece of new
     text as it is generated (e.g. `print` with `end="", flush=True`); for a single prompt string, beams = 1."""
@@ -246,7 +251,8 @@ def generate(model, tokenizer, prompt, max_new_tokens: int = 100, temperature: f
         encoded = [[tokenizer.bos_id] for _ in prompts]
         sources = [torch.tensor([tokenizer.encode_ordinary(p)], device=device) for p in prompts]
     else:
-        encoded = [tokenizer.encode_ordinary(p) or [tokenizer.bos_id] for p in prompts]
+        start = [tokenizer.bos_id] if bos else []
+        encoded = [start + tokenizer.encode_ordinary(p) or [tokenizer.bos_id] for p in prompts]
     stream = TextStream(tokenizer, on_text, eos) if on_text is not None else None
     outputs: list[str | None] = [None] * len(prompts)
     for length in sorted({len(e) for e in encoded}):
@@ -277,7 +283,9 @@ def main(argv=None) -> int:
     from tools import ArgParser, load_run, set_threads
     p = ArgParser(prog="inference.py", description="Generate text from a trained run folder.")
     p.add_argument("run", help="run folder (a path, or a name under trained/), e.g. trained/gpt-builtin-reference")
-    p.add_argument("--prompt", action="append", help="prompt text (repeat the flag for a batch); default: newline")
+    p.add_argument("--prompt", action="append", help="prompt text (repeat the flag for a batch); \"\" starts from "
+                                                     "<bos> alone; default: a newline, or \"\" for a run trained "
+                                                     "on records")
     p.add_argument("--max_new_tokens", type=int, default=200, help="tokens to generate, >= 0 (default: 200)")
     p.add_argument("--temperature", type=float, default=0.8, help="finite, >= 0; 0 = greedy (default: 0.8)")
     p.add_argument("--top_k", type=int, help="keep the k most likely tokens, k >= 1 (default: off)")
@@ -288,6 +296,8 @@ def main(argv=None) -> int:
     p.add_argument("--no_cache", action="store_true", help="recompute every step instead of the KV cache")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--best", action="store_true", help="use best_model.pt instead of model.pt")
+    p.add_argument("--bos", choices=("true", "false"), help="start every prompt with <bos> (default: true for a run "
+                                                           "trained on records, whose records start so)")
     p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:N or mps "
                                                     "(default: auto)")
     a = p.parse_args(argv)
@@ -297,12 +307,14 @@ def main(argv=None) -> int:
         p.error(f"--{e}")
     set_threads(1)
     try:
-        model, _, tok = load_run(a.run, "best_model" if a.best else "model", device=a.device)
+        model, cfgs, tok = load_run(a.run, "best_model" if a.best else "model", device=a.device)
     except (FileNotFoundError, ValueError) as e:
         p.error(str(e))
-    prompts = a.prompt or ["\n"]
+    records = cfgs["train"].records
+    prompts = a.prompt or ["" if records else "\n"]
     kw = dict(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
-              min_p=a.min_p, beams=a.beams, use_cache=not a.no_cache, seed=a.seed)
+              min_p=a.min_p, beams=a.beams, use_cache=not a.no_cache, seed=a.seed,
+              bos=records if a.bos is None else a.bos == "true")
     if len(prompts) == 1 and a.beams == 1:  # one prompt: stream the text as it comes
         print(prompts[0], end="", flush=True)
         generate(model, tok, prompts[0], on_text=lambda piece: print(piece, end="", flush=True), **kw)

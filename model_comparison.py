@@ -93,14 +93,15 @@ def load_runs(paths=None, include_unfinished: bool = False) -> list[Run]:
 def validation_batches(run: Run, n: int = 8, batch_size: int = 16, seed: int = 0):
     """A fixed, seeded set of validation batches from the run's own data (corpus windows or task examples)."""
     from config import model_class
-    from data import Corpus, layout_of, make_task
+    from data import Corpus, Records, layout_of, make_task
     _, _, tok = run.load()
     t = run.train_cfg
     if t.task:
         layout = layout_of(model_class(run.model_cfg.arch))
         batches = make_task(t.task, t.task_len, t.task_vocab, t.n_keys).val_batches(n, batch_size, seed, layout)
     else:
-        batches = Corpus.load(t.data, tok, progress=False).val_batches(n, batch_size, run.model_cfg.block_size, seed)
+        corpus = (Records if t.records else Corpus).load(t.data, tok, progress=False)
+        batches = corpus.val_batches(n, batch_size, run.model_cfg.block_size, seed)
     return [b.to(run.device) for b in batches]
 
 

@@ -4,6 +4,8 @@
     python train.py --arch gpt --data shakespeare --n_layer 6 --max_iters 2000
     python train.py --task copy --task_len 8         # a synthetic task, loss on the answer only
     python train.py --resume trained/<run>           # continue a run exactly where it stopped
+    python train.py --init_from gpt-builtin --data builtin-records --records true --max_iters 100
+                                                     # finetune a run on records, <bos> record <eos> each
     python train.py --help                           # every flag, its default and meaning
     torchrun --nproc_per_node=2 train.py ...         # several processes (DistributedDataParallel)
 
@@ -17,6 +19,14 @@ stops. Nothing is lost: a folder that already holds a run is refused (`--resume`
 true`), a run folder is locked while a process writes it, and the folder is checked to be writable before
 any work. Architecture hooks go through `model.on_step(progress)`: the loop never branches on the
 architecture.
+
+Finetuning (`--init_from RUN`): the run starts from RUN's weights, tokenizer and model config, with a fresh
+TrainConfig (its own schedule, optimizer and step count). The data is read with RUN's tokenizer: a character
+it has no token for is folded to its NFKD form or dropped (`data.fit_texts`; what changed is printed and kept in
+the README), and more than 1% dropped is refused. train_config.json names RUN (`init_from`); summary.json and
+the README also give the sha256 of the model.pt it started from. With `--records true` the data is records
+separated by blank lines, each trained as `<bos> record <eos>` (`data.Records`), so the model learns to stop:
+`python inference.py RUN --prompt ""` then writes one record from `<bos>` and ends at `<eos>`.
 """
 from __future__ import annotations
 
@@ -35,9 +45,10 @@ from tqdm.auto import tqdm
 
 import tools
 from config import MODEL_CONFIGS, ConfigError, ModelConfig, TrainConfig, config_from_dict, model_class
-from data import Corpus, DownloadError, corpus_name, curriculum_stages, layout_of, task_from_config
+from data import (Corpus, DownloadError, Records, corpus_name, curriculum_stages, layout_of, sha256_of,
+                  task_from_config)
 from modules import build_model
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, TokenizerFileError
 
 
 # --- data sources -----------------------------------------------------------------------------------
@@ -49,13 +60,16 @@ class Source:
     val: list                   # fixed validation batches
     task: object = None         # the Task, when training on one (adds its metrics: val_acc, ...)
     name: str = ""
+    note: str = ""              # how the text was fitted to a tokenizer not built from it (data.fit_texts)
 
 
 def make_source(mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True,
-                processes: int = 1) -> tuple[Source, ModelConfig]:
+                processes: int = 1, tokenizer: Tokenizer | None = None) -> tuple[Source, ModelConfig]:
     """The data of `tcfg` and the model config completed with what the data decides (vocab size; for a
     task, the tokenizer and the sequence length). A training batch holds batch_size examples for each of
-    `processes` processes: every process draws the same global batch and takes its own rows."""
+    `processes` processes: every process draws the same global batch and takes its own rows. `tokenizer`:
+    the one to read a corpus with (a finetune's, which its text is fitted to), instead of mcfg.tokenizer built
+    from the text."""
     batch_size = tcfg.batch_size * processes
     if tcfg.task:
         task = task_from_config(tcfg)
@@ -75,15 +89,49 @@ def make_source(mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True,
     if layout_of(model_class(mcfg.arch)) != "decoder":
         raise ConfigError(f"arch = {mcfg.arch!r} is an encoder-decoder: it reads a source and writes a target, "
                           f"so it trains on a task (--task NAME, e.g. --task copy), not on a corpus")
-    corpus = Corpus.load(tcfg.data, mcfg.tokenizer, progress=progress)
+    corpus = (Records if tcfg.records else Corpus).load(tcfg.data, tokenizer or mcfg.tokenizer, progress=progress)
     if mcfg.vocab_size not in (0, corpus.tokenizer.vocab_size):
         raise ConfigError(f"vocab_size = {mcfg.vocab_size} does not match the tokenizer's "
                           f"{corpus.tokenizer.vocab_size}; leave it at 0 to take the tokenizer's")
     mcfg = replace(mcfg, vocab_size=corpus.tokenizer.vocab_size)
     src = Source(corpus.tokenizer, lambda rng, step: corpus.batch("train", batch_size, mcfg.block_size, rng),
                  corpus.val_batches(tcfg.eval_iters, tcfg.batch_size, mcfg.block_size, tcfg.seed + 1),
-                 None, corpus.name)
+                 None, corpus.name, corpus.note)
     return src, mcfg
+
+
+@dataclass
+class Pretrained:
+    """The run a finetune starts from: its folder, model config, tokenizer and weights, and the sha256 of its
+    model.pt (what the new run records, so its origin can be checked later)."""
+    folder: Path
+    mcfg: ModelConfig
+    tokenizer: Tokenizer
+    weights: dict
+    sha256: str
+
+    @classmethod
+    def load(cls, run) -> "Pretrained":
+        """Run folder `run` (a path, or a name under trained/), checked by tools.load_run; a bad name raises
+        FileNotFoundError listing the runs there are."""
+        try:
+            model, cfgs, tok = tools.load_run(run)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"init_from = {str(run)!r}: {e}") from None
+        folder = tools.find_run(run)
+        return cls(folder, cfgs["model"], tok, model.state_dict(), sha256_of(folder / "model.pt"))
+
+    def model_config(self, mcfg: ModelConfig | None) -> ModelConfig:
+        """The source's model config; a different `mcfg` asked for alongside is a ConfigError naming the fields."""
+        if mcfg is not None and mcfg != self.mcfg:
+            a, b = mcfg.to_dict(), self.mcfg.to_dict()
+            diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+            raise ConfigError(f"init_from = {tools.run_ref(self.folder)!r} brings its own model config, which "
+                              f"differs from the one given in {diff}; pass no model config (None)")
+        return self.mcfg
+
+    def origin(self) -> dict:
+        return {"init_from": tools.run_ref(self.folder), "init_from_sha256": self.sha256}
 
 
 # --- the loop ---------------------------------------------------------------------------------------
@@ -139,8 +187,14 @@ class Trainer:
     `overwrite` (its run files are then removed when `run()` starts), a folder another process is writing is
     refused, and one that cannot be written is refused (`tools.RunFolderError`)."""
 
-    def __init__(self, mcfg: ModelConfig, tcfg: TrainConfig, out=None, progress: bool = True,
+    def __init__(self, mcfg: ModelConfig | None, tcfg: TrainConfig, out=None, progress: bool = True,
                  verbose: bool = True, overwrite: bool = False, *, _resume: bool = False):
+        source = Pretrained.load(tcfg.init_from) if tcfg.init_from and not _resume else None
+        if source is not None:  # a finetune: the source's model, named the same way wherever it was given
+            mcfg, tcfg = source.model_config(mcfg), replace(tcfg, init_from=tools.run_ref(source.folder))
+        self.origin = source.origin() if source else {}  # a resume restores it from the checkpoint
+        if mcfg is None:
+            raise ConfigError("no model config: pass one, or set init_from to start from a run's")
         name = tcfg.task or corpus_name(tcfg.data)
         self.out = Path(out) if out else tools.TRAINED / f"{mcfg.arch}-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.procs = tools.processes()
@@ -151,9 +205,15 @@ class Trainer:
         tools.set_threads(tcfg.threads)
         tools.seed_everything(tcfg.seed)
         self.tcfg, self.progress, self.verbose = tcfg, progress and self.procs.main, verbose and self.procs.main
-        self.src, self.mcfg = make_source(mcfg, tcfg, progress and self.procs.main, self.procs.world)
+        tokenizer = source.tokenizer if source else self.saved_tokenizer() if tcfg.init_from else None
+        self.src, self.mcfg = make_source(mcfg, tcfg, progress and self.procs.main, self.procs.world, tokenizer)
+        if self.verbose and self.src.note:
+            print(self.src.note)
         self.src.val = [b.to(self.device) for b in self.src.val]
-        self.model = build_model(self.mcfg).to(self.device)
+        self.model = build_model(self.mcfg)
+        if source is not None:
+            self.model.load_state_dict(source.weights)
+        self.model.to(self.device)
         self.net = self.wrap(self.model)  # what the training step calls: the model, compiled and/or in DDP
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=tcfg.dtype == "float16")
         self.optimizer = torch.optim.AdamW(self.model.param_groups(tcfg.weight_decay), lr=tcfg.lr,
@@ -166,6 +226,14 @@ class Trainer:
         self.columns = tools.LOG_COLUMNS + (self.src.task.metrics() if self.src.task else []) + aux
         self.stopped = ""  # why the run ended early, if it did
         self.after_step = None  # optional f(trainer) called after every optimizer step (an outer progress bar)
+
+    def saved_tokenizer(self) -> Tokenizer:
+        """The tokenizer in the run folder: a finetune's resume reads its data with it (the source run may have
+        moved since; the data was never the text the tokenizer was built from)."""
+        try:
+            return Tokenizer.load(self.out / "tokenizer.json")
+        except TokenizerFileError as e:
+            raise tools.RunFolderError(str(e)) from None
 
     def wrap(self, model):
         """The model as the training step runs it: in DistributedDataParallel under torchrun (the process
@@ -225,6 +293,7 @@ class Trainer:
         if "scaler" in ck and self.scaler.is_enabled():
             self.scaler.load_state_dict(ck["scaler"])
         self.step, self.tokens, self.elapsed, self.best = ck["step"], ck["tokens"], ck["elapsed"], ck["best"]
+        self.origin = ck.get("origin", {})
         self.pending = PendingRow.from_dict(ck["pending"])
         tools.set_rng_state(ck["rng"])
         self.data_rng.bit_generator.state = ck["data_rng"]
@@ -242,6 +311,7 @@ class Trainer:
             "model": weights, "optimizer": tools.to_cpu(self.optimizer.state_dict()), "step": self.step,
             "tokens": self.tokens, "elapsed": self.elapsed, "best": self.best, "pending": self.pending.to_dict(),
             "rng": rng or tools.rng_state(), "data_rng": data_rng or self.data_rng.bit_generator.state,
+            "origin": self.origin,
             **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {})})
 
     # --- run --------------------------------------------------------------------------------------
@@ -387,6 +457,9 @@ class Trainer:
         m = self.model.eval()
         if self.src.task is not None:
             return self.src.task.show(m, self.src.val[0])
+        if self.tcfg.records:  # three records written from <bos>, each up to its <eos>, in the records format
+            return "\n\n".join(generate(m, self.src.tokenizer, [""] * 3, max_new_tokens=self.tcfg.sample_len,
+                                         temperature=0.8, top_k=50, seed=self.tcfg.seed))
         prompt = self.src.tokenizer.decode(self.src.val[0].x[0, :16].tolist())
         return prompt + generate(m, self.src.tokenizer, prompt, max_new_tokens=self.tcfg.sample_len,
                                  temperature=0.8, top_k=50, seed=self.tcfg.seed)
@@ -397,7 +470,7 @@ class Trainer:
         last = self.rows[-1] if self.rows else {}
         out = {"arch": self.mcfg.arch, "params": self.model.num_params(), "data": self.src.name,
                "tokenizer": self.src.tokenizer.name, "tokenizer_hash": self.src.tokenizer.hash(),
-               "steps": self.step, "tokens": self.tokens, "train_seconds": round(self.elapsed, 1)}
+               **self.origin, "steps": self.step, "tokens": self.tokens, "train_seconds": round(self.elapsed, 1)}
         if not self.stopped:
             out["final_val_loss"] = round(last["val_loss"], 4)
         else:
@@ -421,6 +494,14 @@ class Trainer:
         return (f"The figures are from the last evaluation, at step {s['eval_step']} of {self.tcfg.max_iters} "
                 f"planned, before the stop: not final values.")
 
+    def finetune_note(self) -> str:
+        """Where a finetune started from, and how its text was fitted to the source's tokenizer."""
+        o = self.origin
+        records = " as records (`<bos> record <eos>`)" if self.tcfg.records else ""
+        return (f"Finetuned{records} from the run `{o['init_from']}` (its model.pt has sha256 "
+                f"`{o['init_from_sha256']}`), with its tokenizer and model config."
+                + (f" Text fitted to the tokenizer: {self.src.note}." if self.src.note else ""))
+
     def write_readme(self) -> None:
         s = self.summary()
         sample = self.sample() if self.tcfg.sample_len and not self.stopped.startswith("non-finite") else ""
@@ -430,6 +511,7 @@ class Trainer:
                  f"A `{s['arch']}` model ({s['params']:,} parameters) trained on `{s['data']}` with the "
                  f"`{s['tokenizer']}` tokenizer (hash `{s['tokenizer_hash']}`): {s['steps']} steps, "
                  f"{s['tokens']:,} tokens, {s['train_seconds']} s of training ({status}).", "",
+                 *([self.finetune_note(), ""] if self.origin else []),
                  *([note, ""] if note else []),
                  "| " + " | ".join(s) + " |", "|" + "---|" * len(s), "| " + " | ".join(map(str, s.values())) + " |",
                  "", f"Rebuild: `tools.load_run({tools.run_ref(self.out)!r})`; continue: "
@@ -449,10 +531,11 @@ def format_row(row: dict) -> str:
     return "  ".join(parts)
 
 
-def train(mcfg: ModelConfig, tcfg: TrainConfig, out=None, progress: bool = False, verbose: bool = True,
+def train(mcfg: ModelConfig | None, tcfg: TrainConfig, out=None, progress: bool = False, verbose: bool = True,
           overwrite: bool = False) -> Trainer:
     """Train a run from Python (notebooks): returns the finished Trainer (`.model`, `.rows`, `.out`).
-    A folder `out` that already holds a run is refused unless `overwrite`."""
+    A folder `out` that already holds a run is refused unless `overwrite`. A finetune (`tcfg.init_from`) takes
+    its source run's model config: pass mcfg = None."""
     return Trainer(mcfg, tcfg, out, progress, verbose, overwrite).run()
 
 
@@ -515,14 +598,16 @@ def main(argv=None) -> int:
     model_keys = {f.name for f in fields(MODEL_CONFIGS[arch])}
     if resume and (out or overwrite):
         parser.error("--resume continues the run in its own folder: leave out --out and --overwrite")
+    keeper = "--resume" if resume else "--init_from" if args.get("init_from") else ""
+    extra = sorted(k for k in args if k in model_keys)
+    if keeper and extra:
+        parser.error(f"{keeper} keeps the model config of its run; cannot change {extra}")
     try:
         if resume:
-            extra = sorted(k for k in args if k in model_keys)
-            if extra:
-                parser.error(f"--resume keeps the run's model config; cannot change {extra}")
             trainer = Trainer.resume(resume, progress=progress, **args)
         else:
-            mcfg = config_from_dict({"arch": arch, **{k: v for k, v in args.items() if k in model_keys}})
+            mcfg = None if keeper else config_from_dict(
+                {"arch": arch, **{k: v for k, v in args.items() if k in model_keys}})
             tcfg = TrainConfig(**{k: v for k, v in args.items() if k not in model_keys})
             trainer = Trainer(mcfg, tcfg, out, progress=progress, overwrite=overwrite)
     except (ConfigError, ValueError, FileNotFoundError, DownloadError) as e:  # RunFolderError is a ValueError

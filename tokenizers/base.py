@@ -49,6 +49,11 @@ class Tokenizer:
         """The text cut into the pieces the tokenizer sees, one string per token."""
         raise NotImplementedError
 
+    def unknown_chars(self, text: str) -> set[str]:
+        """The characters of `text` that have no token of their own (they would encode to a fallback). None
+        for a byte-level tokenizer, which spells every character in bytes."""
+        return set()
+
     def to_dict(self) -> dict:
         raise NotImplementedError
 

@@ -54,6 +54,9 @@ class CharTokenizer(Tokenizer):
             out.append(self.chars[i - n] if i >= n else UNK_TEXT if i == self.unk_id else self.specials[i])
         return "".join(out)
 
+    def unknown_chars(self, text: str) -> set[str]:
+        return set(text) - self.stoi.keys()
+
     def pieces(self, text: str) -> list[str]:
         return [self.decode([i]) for i in self.encode(text)]
 
