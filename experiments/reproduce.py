@@ -27,7 +27,7 @@ The claims, each against its baseline at an equal budget, over seeds (paired by 
   (experiments/hmu.py) on hmu_hierarchical.
 A claim "reproduced" when the claimed winner is better on every seed, "not reproduced" when it is not
 better on average, "mixed" otherwise (better on average, not on every seed); a "matches" claim holds when
-the mean difference is within 2% of the baseline.
+the mean difference is within 2% of the baseline, and the verdict adds when one side was ahead on every seed.
 """
 from __future__ import annotations
 
@@ -154,7 +154,9 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def verdict(c: Comparison, a: list[float], b: list[float]) -> str:
     gains = [(y - x) if c.lower_is_better else (x - y) for x, y in zip(a, b)]  # > 0: the claim's direction
     if c.matches:
-        return "reproduced" if abs(statistics.mean(gains)) <= 0.02 * abs(statistics.mean(b)) else "not reproduced"
+        held = "reproduced" if abs(statistics.mean(gains)) <= 0.02 * abs(statistics.mean(b)) else "not reproduced"
+        side = "ahead" if all(g > 0 for g in gains) else "behind" if all(g < 0 for g in gains) else ""
+        return f"{held} ({side} on every seed)" if side else held
     if all(g > 0 for g in gains):
         return "reproduced"
     return "mixed" if statistics.mean(gains) > 0 else "not reproduced"
@@ -244,8 +246,10 @@ def figure(claim: Claim, rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def claim_section(claim: Claim, quick: bool, figures: Path, page_dir: Path) -> tuple[str, dict[Path, float]]:
-    """The claim's markdown and the training seconds of its finished runs (none when some are not)."""
+def claim_section(claim: Claim, quick: bool, figures: Path,
+                  page_dir: Path) -> tuple[str, dict[Path, float], list[str]]:
+    """The claim's markdown, the training seconds of its finished runs and its verdicts (none of either when
+    some runs are not finished)."""
     specs = claim.runs(quick)
     folders = [root(quick) / s.name for s in specs]
     pending = [f for f in folders if not f.exists() or tools.run_status(f) != "finished"]
@@ -255,23 +259,24 @@ def claim_section(claim: Claim, quick: bool, figures: Path, page_dir: Path) -> t
     if pending:
         flag = " --quick" if quick else ""
         return "\n".join(head + ["", f"**Not run yet**: {len(pending)} of {len(specs)} runs are not finished. Run "
-                                     f"`python experiments/reproduce.py{flag} --claims {claim.key}`."]) + "\n", {}
+                                     f"`python experiments/reproduce.py{flag} --claims {claim.key}`."]) + "\n", {}, []
     scores = {f: evaluation(f) for f in folders}
     lines = ["", "| comparison | paper | ours: claimed winner | ours: baseline | seeds | verdict |",
              "|---|---|---|---|---|---|"]
-    rows = []
+    rows, verdicts = [], []
     for c in claim.comparisons:
         a, b = seeds_of(folders, c.better), seeds_of(folders, c.baseline)
         seeds = sorted(a.keys() & b.keys())
         va, vb = [scores[a[s]][c.metric] for s in seeds], [scores[b[s]][c.metric] for s in seeds]
         (ma, sa), (mb, sb) = mean_std(va), mean_std(vb)
         rows.append({"label": c.label, "better": c.better, "baseline": c.baseline, "metric": c.metric, "a": va, "b": vb})
+        verdicts.append(f"{c.label.split(',')[0]}: **{verdict(c, va, vb)}**")
         lines.append(f"| {c.label} | {c.paper} | {c.better} {ma:.3f} ± {sa:.3f} | {c.baseline} {mb:.3f} ± {sb:.3f} "
                      f"| {len(seeds)} | {verdict(c, va, vb)} |")
     fig = figures / f"{claim.key}.png"
     figure(claim, rows, fig)
     lines += ["", f"![{claim.key}]({fig.relative_to(page_dir).as_posix()})"]
-    return "\n".join(head + lines) + "\n", {f: scores[f]["train_s"] for f in folders}
+    return "\n".join(head + lines) + "\n", {f: scores[f]["train_s"] for f in folders}, verdicts
 
 
 def page_path(quick: bool) -> Path:
@@ -281,11 +286,12 @@ def page_path(quick: bool) -> Path:
 def page(quick: bool) -> str:
     """RESULTS.md: every claim (trained or not yet), what the paper said, what we measured, the verdict."""
     figures = root(quick) / "figures" if quick else FIGURES
-    sections, seconds = [], {}
+    sections, seconds, summary = [], {}, ["| claim | verdict, comparison by comparison |", "|---|---|"]
     for claim in CLAIMS:
-        text, times = claim_section(claim, quick, figures, page_path(quick).parent)
+        text, times, verdicts = claim_section(claim, quick, figures, page_path(quick).parent)
         sections.append(text)
         seconds.update(times)
+        summary.append(f"| {claim.title} | {'; '.join(verdicts) or 'not run yet'} |")
     hours, minutes = divmod(round(sum(seconds.values()) / 60), 60)
     return "\n".join([
         "# Paper claims, reproduced at CPU scale" + (" (--quick: tiny models, a smoke run, not results)" if quick else ""),
@@ -296,8 +302,8 @@ def page(quick: bool) -> str:
         "is in the script's docstring: \"reproduced\" only when the claimed winner is better on every seed.",
         "",
         f"Training time of the {len(seconds)} finished runs, summed: {hours} h {minutes} min on one thread of a "
-        "2-core machine (the full reproduction's wall time is this plus a few minutes of evaluation).", "",
-        *sections])
+        "2-core machine that other jobs shared (run one after the other, the full reproduction's wall time is this "
+        "plus a few minutes of evaluation).", "", *summary, "", *sections])
 
 
 def main(argv=None) -> int:
