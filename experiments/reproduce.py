@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -226,18 +227,22 @@ def seeds_of(folders: list[Path], prefix: str) -> dict[int, Path]:
 
 
 def figure(claim: Claim, rows: list[dict], path: Path) -> None:
-    """One panel per comparison: each side's seeds as dots, the mean as a bar, ± one std."""
+    """One panel per comparison: each side's seeds as dots (a seed's two runs joined by a grey line), the mean
+    ± one std beside them; the axis spans the values, so small differences show."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3), squeeze=False)
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.4), squeeze=False)
     for ax, r in zip(axes[0], rows):
-        for i, (name, values) in enumerate(((r["better"], r["a"]), (r["baseline"], r["b"]))):
+        for a, b in zip(r["a"], r["b"]):
+            ax.plot([0, 1], [a, b], color="0.8", lw=0.8, zorder=1)
+        for i, values in enumerate((r["a"], r["b"])):
             mu, sd = mean_std(values)
-            ax.bar(i, mu, yerr=sd, color=f"C{i}", alpha=0.5, capsize=4)
-            ax.plot([i] * len(values), values, "k.", ms=5)
+            ax.plot([i] * len(values), values, ".", color=f"C{i}", ms=7, zorder=2)
+            ax.errorbar(i + 0.12, mu, yerr=sd, fmt="_", color=f"C{i}", capsize=4, ms=12)
+        ax.set_xlim(-0.5, 1.6)
         ax.set_xticks([0, 1], [r["better"], r["baseline"]], fontsize=7)
-        ax.set_title(r["label"], fontsize=7, wrap=True)
+        ax.set_title(textwrap.fill(r["label"], 42), fontsize=7)
         ax.set_ylabel(r["metric"], fontsize=8)
     fig.suptitle(claim.title, fontsize=9)
     fig.tight_layout()
