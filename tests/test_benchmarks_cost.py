@@ -1,0 +1,25 @@
+"""benchmarks/cost_vs_length.py's measurements on tiny models: the shape of what they return, and a
+peak-memory figure that grows with the length (a few seconds)."""
+from benchmarks.cost_vs_length import generation_cost, table, training_cost
+from experiments.reference import QUICK_ARCHS, QUICK_MODEL
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+def test_cost_measurements_on_tiny_models():
+    archs = dict(QUICK_ARCHS)
+    train = training_cost(archs, (32, 64), rounds=1, model=QUICK_MODEL, log=quiet)
+    assert set(train) == set(archs)
+    for arch, by_T in train.items():
+        assert list(by_T) == [32, 64]
+        for d in by_T.values():
+            assert d["rounds"] == 1 and len(d["times"]) == 1 and d["time_s"] > 0
+        assert by_T[64]["peak_bytes"] > by_T[32]["peak_bytes"] > 0, arch
+    gen = generation_cost(archs, new=20, rounds=1, model=QUICK_MODEL, bucket=8, log=quiet)
+    for arch, g in gen.items():
+        assert g["cached"], arch  # every decoder here streams: the per-token cost is that of a cached step
+        assert g["bucket_start"] == [0, 8, 16] and len(g["ms_per_token"]) == 3
+        assert all(t > 0 for t in g["ms_per_token"])
+    assert "peak bytes" in table(train, gen)
