@@ -1,7 +1,7 @@
 """Cost against length for every decoder-only architecture, in one figure (issue 13, item 2).
 
-    python benchmarks/cost_vs_length.py            # T = 128 ... 4096, 1,024 generated tokens; ~20-30 min loaded
-    python benchmarks/cost_vs_length.py --quick    # T = 128 ... 512, 256 generated tokens: a smoke test (~1-2 min)
+    python benchmarks/cost_vs_length.py            # T = 128 ... 4096, 4,096 generated tokens; ~6-10 min loaded
+    python benchmarks/cost_vs_length.py --quick    # T = 128 ... 512, 256 generated tokens: a smoke test (~20-40 s)
     python benchmarks/cost_vs_length.py --out PATH # the figure there (the JSON beside it, same name .json)
 
 The six architectures of experiments/reference.py at their reference configs (equal parameters: MODEL and
@@ -24,13 +24,13 @@ vocab_size 108 (the built-in corpus's characters), one torch thread. Only block_
      T = 1024: 26 s against 1.2 s). On the reference GPT, Transformer-XL and Memory Mosaics at T = 256 and
      1024 both measured the same peak to within the size of the parameters (0.78 MiB; tests/
      test_benchmarks_cost.py checks this on tiny models).
-2. Generation cost per token against position: 1,024 greedy tokens after a 1-token prompt (batch 1),
+2. Generation cost per token against position: 4,096 greedy tokens after a 1-token prompt (batch 1),
    `inference.generate_ids(..., use_cache=True)` (every architecture here has a streaming state: KV cache,
    segment memory or mosaic state), block_size = the whole length so no model ever truncates or rebuilds
    its cache. The time of each token is taken between two `on_token` callbacks (one cached step + sampling);
-   per position, the median over the rounds; per bucket of 128 positions, the median of those.
+   per position, the median over the rounds; per bucket of 256 positions, the median of those.
    Segment-recurrent models (Transformer-XL, RMT) have no length limit; the others are generating within
-   their block_size, which is set to 1,024 + 1 here (RoPE and Memory Mosaics have no parameter that depends
+   their block_size, which is set to 4,096 + 1 here (RoPE and Memory Mosaics have no parameter that depends
    on it).
 
 Prints a table of the numbers behind the figure, writes the figure (three panels: time and memory against
@@ -64,10 +64,9 @@ from inference import generate_ids  # noqa: E402
 from modules import build_model  # noqa: E402
 
 VOCAB = 108  # the built-in corpus's character vocabulary (the reference runs' vocab_size)
-FULL = dict(lengths=(128, 256, 512, 1024, 2048, 4096), rounds=5, new=1024, gen_rounds=3)
-QUICK = dict(lengths=(128, 256, 512), rounds=3, new=256, gen_rounds=2)
+FULL = dict(lengths=(128, 256, 512, 1024, 2048, 4096), rounds=7, new=4096, gen_rounds=3, bucket=256)
+QUICK = dict(lengths=(128, 256, 512), rounds=3, new=256, gen_rounds=2, bucket=64)
 BUDGET_S = 60.0   # timed seconds per (arch, T) at most, roughly: fewer rounds where one step is slow
-BUCKET = 128      # positions per bucket of the generation panel
 PROMPT = 1
 FIGURE = ROOT / "experiments" / "figures" / "cost_vs_length.png"
 LABELS = {"gpt": "GPT", "transformer_xl": "Transformer-XL", "rmt": "RMT", "hourglass": "Hourglass",
@@ -143,7 +142,7 @@ def training_cost(archs: dict, lengths, rounds: int, model: dict = MODEL, budget
     return out
 
 
-def generation_cost(archs: dict, new: int, rounds: int, model: dict = MODEL, bucket: int = BUCKET,
+def generation_cost(archs: dict, new: int, rounds: int, bucket: int, model: dict = MODEL,
                     log=print) -> dict:
     """arch -> {cached, ms_per_token (per bucket), bucket_start, total_s}: per-token time against position."""
     ms = {a: build(a, f, model, PROMPT + new).eval() for a, f in archs.items()}
@@ -230,7 +229,7 @@ def figure(train: dict, gen: dict, path: Path, title: str) -> None:
     ax[2].set_xlabel("position in the generated sequence")
     ax[2].set_ylabel("ms per token")
     ax[2].set_ylim(bottom=0)
-    ax[2].set_title(f"cached generation, per token (medians of {BUCKET} positions)")
+    ax[2].set_title(f"cached generation, per token (medians of {next(iter(gen.values()))['bucket']} positions)")
     for a_ in ax:
         a_.grid(True, which="both", alpha=0.3)
     ax[0].legend(fontsize=8)
@@ -259,7 +258,7 @@ def main(argv=None) -> int:
     train = training_cost(ARCHS, s["lengths"], s["rounds"])
     print(f"2. cached greedy generation, {s['new']} tokens after a {PROMPT}-token prompt, {s['gen_rounds']} rounds",
           flush=True)
-    gen = generation_cost(ARCHS, s["new"], s["gen_rounds"])
+    gen = generation_cost(ARCHS, s["new"], s["gen_rounds"], s["bucket"])
     print(table(train, gen))
     T0, T1 = s["lengths"][0], s["lengths"][-1]
     growth = {k: train[k][T1]["time_s"] / train[k][T0]["time_s"] for k in train}
@@ -274,7 +273,7 @@ def main(argv=None) -> int:
                   torch=torch.__version__, python=platform.python_version(), machine=platform.machine(),
                   threads=torch.get_num_threads(), vocab_size=VOCAB, model=MODEL, archs=ARCHS, batch=1,
                   lengths=list(s["lengths"]), max_rounds=s["rounds"], budget_s=BUDGET_S, prompt=PROMPT,
-                  new_tokens=s["new"], gen_rounds=s["gen_rounds"], bucket=BUCKET, wall_s=round(wall, 1),
+                  new_tokens=s["new"], gen_rounds=s["gen_rounds"], bucket=s["bucket"], wall_s=round(wall, 1),
                   memory="peak bytes held by the CPU allocator during one forward + backward above what it held "
                          "before (torch.profiler memory events, running sum): parameters and inputs not "
                          "counted; gradients, saved activations and temporaries counted"),

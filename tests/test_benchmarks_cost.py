@@ -20,7 +20,7 @@ def test_cost_measurements_on_tiny_models():
         for d in by_T.values():
             assert d["rounds"] == 1 and len(d["times"]) == 1 and d["time_s"] > 0
         assert by_T[64]["peak_bytes"] > by_T[32]["peak_bytes"] > 0, arch
-    gen = generation_cost(archs, new=20, rounds=1, model=QUICK_MODEL, bucket=8, log=quiet)
+    gen = generation_cost(archs, new=20, rounds=1, bucket=8, model=QUICK_MODEL, log=quiet)
     for arch, g in gen.items():
         assert g["cached"], arch  # every decoder here streams: the per-token cost is that of a cached step
         assert g["bucket_start"] == [0, 8, 16] and len(g["ms_per_token"]) == 3
