@@ -10,8 +10,9 @@ vocab_size 108 (the built-in corpus's characters), one torch thread. Only block_
 
 1. Training cost against T (T = 128, 256, ..., 4096; batch 1; block_size = T): forward + backward
    (`model(Batch(x, y)).loss.backward()`, no optimizer; benchmarks/hourglass.py's `fwd_bwd`).
-   - Time: wall clock, median over rounds after one untimed warm-up per (arch, T). The architectures take
-     turns within a round, the order rotating by one place per round, so a change of load hits all alike.
+   - Time: wall clock, median over rounds after one untimed warm-up per (arch, T). A round runs every
+     (arch, T) once, all lengths in turn, the architectures in an order rotating by one place per round,
+     so that a change of load on the shared machine hits every length and architecture alike.
      Where one warm-up step is slow, fewer rounds are run for that (arch, T) so each stays within about
      BUDGET_S seconds (at least 1); the number of rounds is printed and kept in the JSON.
    - Memory: the peak of the bytes the CPU allocator holds during one forward + backward (after the warm-up),
@@ -64,7 +65,7 @@ from inference import generate_ids  # noqa: E402
 from modules import build_model  # noqa: E402
 
 VOCAB = 108  # the built-in corpus's character vocabulary (the reference runs' vocab_size)
-FULL = dict(lengths=(128, 256, 512, 1024, 2048, 4096), rounds=7, new=4096, gen_rounds=3, bucket=256)
+FULL = dict(lengths=(128, 256, 512, 1024, 2048, 4096), rounds=9, new=4096, gen_rounds=3, bucket=256)
 QUICK = dict(lengths=(128, 256, 512), rounds=3, new=256, gen_rounds=2, bucket=64)
 BUDGET_S = 60.0   # timed seconds per (arch, T) at most, roughly: fewer rounds where one step is slow
 PROMPT = 1
@@ -115,30 +116,36 @@ def rotated(keys: list, r: int) -> list:
 
 def training_cost(archs: dict, lengths, rounds: int, model: dict = MODEL, budget_s: float = BUDGET_S,
                   log=print) -> dict:
-    """arch -> {T: {time_s, times, rounds, peak_bytes}}: forward + backward at batch 1, block_size T."""
+    """arch -> {T: {time_s, times, rounds, peak_bytes}}: forward + backward at batch 1, block_size T.
+    Every (arch, T) is built, warmed up and its memory measured first; then each timed round runs every
+    one of them once (all lengths, the architectures in an order that rotates), so that a change of load
+    on the machine hits every length alike and the curves keep their shape."""
     out = {a: {} for a in archs}
+    runs = {}  # (T, arch) -> (model, x, y)
+    n = {}     # (T, arch) -> rounds within the budget
     for T in lengths:
-        ms = {a: build(a, f, model, T).train() for a, f in archs.items()}
         g = torch.Generator().manual_seed(T)
         x, y = (torch.randint(0, VOCAB, (1, T), generator=g) for _ in range(2))
-        n = {}
-        for a, m in ms.items():
+        for a, f in archs.items():
+            m = build(a, f, model, T).train()
             t0 = time.perf_counter()
             fwd_bwd(m, x, y)  # warm-up, untimed; tells how many rounds fit in the budget
-            n[a] = max(1, min(rounds, int(budget_s / (time.perf_counter() - t0))))
-            mem = peak_bytes(m, x, y)
-            out[a][T] = dict(peak_bytes=mem, times=[])
-        for r in range(max(n.values())):
-            for a in rotated(list(ms), r):
-                if r < n[a]:
+            n[T, a] = max(1, min(rounds, int(budget_s / (time.perf_counter() - t0))))
+            out[a][T] = dict(peak_bytes=peak_bytes(m, x, y), times=[])
+            runs[T, a] = (m, x, y)
+        log(f"  T {T:5d}: peak memory " + "; ".join(f"{a} {out[a][T]['peak_bytes'] / 2**20:.1f} MiB" for a in archs),
+            flush=True)
+    for r in range(max(n.values())):
+        for T in lengths:
+            for a in rotated(list(archs), r):
+                if r < n[T, a]:
                     t0 = time.perf_counter()
-                    fwd_bwd(ms[a], x, y)
+                    fwd_bwd(*runs[T, a])
                     out[a][T]["times"].append(time.perf_counter() - t0)
-        for a in ms:
-            d = out[a][T]
+        log(f"  round {r + 1} of {max(n.values())} done", flush=True)
+    for a in archs:
+        for d in out[a].values():
             d.update(time_s=statistics.median(d["times"]), rounds=len(d["times"]))
-        log(f"  T {T:5d}: " + "; ".join(f"{a} {out[a][T]['time_s'] * 1e3:.0f} ms ({out[a][T]['rounds']}x) "
-                                        f"{out[a][T]['peak_bytes'] / 2**20:.1f} MiB" for a in ms), flush=True)
     return out
 
 
