@@ -1,7 +1,7 @@
 """Cost against length for every decoder-only architecture, in one figure (issue 13, item 2).
 
-    python benchmarks/cost_vs_length.py            # T = 128 ... 4096, 4,096 generated tokens; ~6-10 min loaded
-    python benchmarks/cost_vs_length.py --quick    # T = 128 ... 512, 256 generated tokens: a smoke test (~20-40 s)
+    python benchmarks/cost_vs_length.py            # T = 128 ... 4096, 4,096 generated tokens; ~6 min at load 2-3
+    python benchmarks/cost_vs_length.py --quick    # T = 128 ... 512, 256 generated tokens: a smoke test (~20 s)
     python benchmarks/cost_vs_length.py --out PATH # the figure there (the JSON beside it, same name .json)
 
 The six architectures of experiments/reference.py at their reference configs (equal parameters: MODEL and
