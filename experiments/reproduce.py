@@ -284,6 +284,33 @@ def claim_section(claim: Claim, quick: bool, figures: Path,
     return "\n".join(head + lines) + "\n", {f: scores[f]["train_s"] for f in folders}, verdicts
 
 
+COST = FIGURES / "cost_vs_length.json"  # written by python benchmarks/cost_vs_length.py, with its figure
+
+
+def cost_section(page_dir: Path) -> str:
+    """What each architecture costs against the length (benchmarks/cost_vs_length.py's stored numbers)."""
+    if not COST.exists():
+        return "## Cost against length\n\n**Not run yet**: run `python benchmarks/cost_vs_length.py`.\n"
+    d = tools.load_json(COST)
+    archs = list(d["params"])
+    lengths = sorted(int(t) for t in d["train"][archs[0]])
+    rows = ["| arch | params | " + " | ".join(f"T={t}: ms, MiB" for t in lengths) + " | time 4096/128 | "
+            "generation ms/token, first → last 256 positions |", "|---|---|" + "---|" * (len(lengths) + 2)]
+    for a in archs:
+        train, gen = d["train"][a], d["generation"][a]["ms_per_token"]
+        rows.append(f"| {a} | {d['params'][a]:,} | " + " | ".join(
+            f"{train[str(t)]['time_s'] * 1000:.0f}, {train[str(t)]['peak_bytes'] / 2 ** 20:.1f}" for t in lengths)
+            + f" | {d['growth']['time'][a]:.0f}x | {gen[0]:.2f} → {gen[-1]:.2f} |")
+    fig = (COST.parent / "cost_vs_length.png").relative_to(page_dir).as_posix()
+    return "\n".join([
+        "## Cost against length", "",
+        f"The reference configs (experiments/reference.py) with random weights, one thread, batch 1: forward + "
+        f"backward time (median of rounds) and peak allocated memory from T = {lengths[0]} to {lengths[-1]}, and "
+        f"cached greedy generation time per token against position (`{d['meta']['command']}`, "
+        f"{d['meta']['date']}, on a shared 2-core machine: read the shapes and ratios, not the absolute times). "
+        "Linear growth from 128 to 4096 is 32x.", "", *rows, "", f"![cost against length]({fig})", ""])
+
+
 def page_path(quick: bool) -> Path:
     return root(quick) / "RESULTS.md" if quick else ROOT / "RESULTS.md"
 
@@ -308,7 +335,8 @@ def page(quick: bool) -> str:
         "",
         f"Training time of the {len(seconds)} finished runs, summed: {hours} h {minutes} min on one thread of a "
         "2-core machine that other jobs shared (run one after the other, the full reproduction's wall time is this "
-        "plus a few minutes of evaluation).", "", *summary, "", *sections])
+        "plus a few minutes of evaluation).", "", *summary, "", *sections,
+        *([] if quick else [cost_section(page_path(quick).parent)])])
 
 
 def main(argv=None) -> int:
