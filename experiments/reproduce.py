@@ -251,10 +251,10 @@ def figure(claim: Claim, rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def claim_section(claim: Claim, quick: bool, figures: Path,
-                  page_dir: Path) -> tuple[str, dict[Path, float], list[str]]:
+def claim_section(claim: Claim, quick: bool, figures: Path, page_dir: Path,
+                  draw: bool = True) -> tuple[str, dict[Path, float], list[str]]:
     """The claim's markdown, the training seconds of its finished runs and its verdicts (none of either when
-    some runs are not finished)."""
+    some runs are not finished); its figure is drawn too unless `draw` is False."""
     specs = claim.runs(quick)
     folders = [root(quick) / s.name for s in specs]
     pending = [f for f in folders if not f.exists() or tools.run_status(f) != "finished"]
@@ -279,7 +279,8 @@ def claim_section(claim: Claim, quick: bool, figures: Path,
         lines.append(f"| {c.label} | {c.paper} | {c.better} {ma:.3f} ± {sa:.3f} | {c.baseline} {mb:.3f} ± {sb:.3f} "
                      f"| {len(seeds)} | {verdict(c, va, vb)} |")
     fig = figures / f"{claim.key}.png"
-    figure(claim, rows, fig)
+    if draw:
+        figure(claim, rows, fig)
     lines += ["", f"![{claim.key}]({fig.relative_to(page_dir).as_posix()})"]
     return "\n".join(head + lines) + "\n", {f: scores[f]["train_s"] for f in folders}, verdicts
 
@@ -315,12 +316,13 @@ def page_path(quick: bool) -> Path:
     return root(quick) / "RESULTS.md" if quick else ROOT / "RESULTS.md"
 
 
-def page(quick: bool) -> str:
-    """RESULTS.md: every claim (trained or not yet), what the paper said, what we measured, the verdict."""
+def page(quick: bool, draw: bool = True) -> str:
+    """RESULTS.md: every claim (trained or not yet), what the paper said, what we measured, the verdict; the
+    figures are drawn too unless `draw` is False (a test compares the text alone)."""
     figures = root(quick) / "figures" if quick else FIGURES
     sections, seconds, summary = [], {}, ["| claim | verdict, comparison by comparison |", "|---|---|"]
     for claim in CLAIMS:
-        text, times, verdicts = claim_section(claim, quick, figures, page_path(quick).parent)
+        text, times, verdicts = claim_section(claim, quick, figures, page_path(quick).parent, draw)
         sections.append(text)
         seconds.update(times)
         summary.append(f"| {claim.title} | {'; '.join(verdicts) or 'not run yet'} |")
