@@ -2,7 +2,7 @@
 
     python experiments/reproduce.py                        # every claim: trains what is missing, writes RESULTS.md
     python experiments/reproduce.py --claims hourglass hilt
-    python experiments/reproduce.py --quick                # the whole pipeline on tiny models (a few minutes; CI)
+    python experiments/reproduce.py --quick                # the whole pipeline on tiny models (~20 s; the tests)
     python experiments/reproduce.py --page                 # no training: rewrite the page from the run folders
 
 The runs of every claim are trained one after the other under one progress bar (steps done over the whole
@@ -24,7 +24,10 @@ The claims, each against its baseline at an equal budget, over seeds (paired by 
 - memory_mosaics: Memory Mosaics against a GPT of equal parameters in context (icll, legal next tokens)
   and on the built-in corpus (experiments/reference.py);
 - hmu: HMU after the encoder and after the decoder against the encoder-decoder Transformer
-  (experiments/hmu.py) on hmu_hierarchical.
+  (experiments/hmu.py) on hmu_hierarchical, and the decoder-side HMU against the same Transformer with an
+  untied head (the control that tells the HMU's memory from the head's freedom).
+The page ends with the cost of every architecture against the length, from the numbers and figure that
+`python benchmarks/cost_vs_length.py` stores in experiments/figures/.
 A claim "reproduced" when the claimed winner is better on every seed, "not reproduced" when it is not
 better on average, "mixed" otherwise (better on average, not on every seed); a "matches" claim holds when
 the mean difference is within 2% of the baseline, and the verdict adds when one side was ahead on every seed.
