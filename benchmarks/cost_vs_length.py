@@ -63,6 +63,7 @@ from config import model_config  # noqa: E402
 from experiments.reference import ARCHS, MODEL  # noqa: E402
 from inference import generate_ids  # noqa: E402
 from modules import build_model  # noqa: E402
+from tools import atomic_write_text  # noqa: E402
 
 VOCAB = 108  # the built-in corpus's character vocabulary (the reference runs' vocab_size)
 FULL = dict(lengths=(128, 256, 512, 1024, 2048, 4096), rounds=9, new=4096, gen_rounds=3, bucket=256)
@@ -291,7 +292,7 @@ def main(argv=None) -> int:
         generation={k: {**g, "ms_per_token": [round(x, 4) for x in g["ms_per_token"]], "total_s": round(g["total_s"], 3)}
                     for k, g in gen.items()},
         growth=dict(time=growth, memory=mem_growth, generation_last_over_first_bucket=gen_growth))
-    out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+    atomic_write_text(out.with_suffix(".json"), json.dumps(record, indent=1) + "\n")
     print(f"figure {out}; numbers {out.with_suffix('.json')}; {wall:.0f} s")
     print(f"RESULT cost_vs_length time_growth_{T1}/{T0} " + " ".join(f"{k}={v:.1f}" for k, v in growth.items())
           + f" (linear = {T1 // T0}) memory_growth " + " ".join(f"{k}={v:.1f}" for k, v in mem_growth.items())

@@ -7,8 +7,8 @@ the same data, schedule and seeds — the comparison mnemo exists for.
     python experiments/reference.py --readme     # ... and write it into README.md
 
 Runs go to trained/reference/<arch>-s<seed> (normal run folders; `--quick` ones to
-trained/quick/reference/, shared with `experiments/reproduce.py --quick`). An interrupted list resumes where it stopped: run the same command again
-(finished runs are never retrained; see experiments/runner.py).
+trained/quick/reference/, shared with `experiments/reproduce.py --quick`). An interrupted list resumes
+where it stopped: run the same command again (finished runs are never retrained; see experiments/runner.py).
 
 Every model: 4 layers' worth of width 64, 4 heads, RoPE, RMSNorm, GELU MLP, block 128 characters of the
 built-in corpus; AdamW, lr 3e-3 cosine to 3e-4 after 30 warm-up steps, batch 16, 600 steps (1.2 M tokens).
@@ -98,7 +98,8 @@ def markdown(by_arch: dict[str, list[dict]]) -> str:
         col = lambda k: [r[k] for r in rs]
         rows.append("| " + " | ".join([
             arch, str(len(rs)), f"{rs[0]['params']:,}", f"{statistics.mean(col('tokens_per_s')):,.0f}",
-            mean_std(col("best_val_loss"), 3), mean_std(col("val_loss"), 3), mean_std(col("bpc"), 3), mean_std(col("top1"), 3), mean_std(col("top5"), 3),
+            mean_std(col("best_val_loss"), 3), mean_std(col("val_loss"), 3), mean_std(col("bpc"), 3),
+            mean_std(col("top1"), 3), mean_std(col("top5"), 3),
             mean_std([part(r["by_position"], 0, 1) for r in rs], 3),
             mean_std([part(r["by_position"], 4, 8) for r in rs], 3)]) + " |")
     return "\n".join(rows)

@@ -65,10 +65,9 @@ def shrink(spec: Spec) -> Spec:
     """The quick version of a run: a few steps and evaluations, one validation batch, no sample, a step at
     each stage of a curriculum."""
     t = spec.train
-    train = TrainConfig.from_dict({**t.to_dict(), "max_iters": QUICK_STEPS, "eval_interval": 3, "eval_iters": 1,
-                                   "batch_size": min(t.batch_size, 8), "warmup_iters": 0, "sample_len": 0,
-                                   "curriculum": min(t.curriculum, 1)})
-    return Spec(spec.name, spec.model, train)
+    return replace(spec, train=replace(t, max_iters=QUICK_STEPS, eval_interval=3, eval_iters=1, warmup_iters=0,
+                                       batch_size=min(t.batch_size, 8), sample_len=0,
+                                       curriculum=min(t.curriculum, 1)))
 
 
 # --- the runs of each claim ---------------------------------------------------------------------------
@@ -278,9 +277,10 @@ def claim_section(claim: Claim, quick: bool, figures: Path, page_dir: Path,
         va, vb = [scores[a[s]][c.metric] for s in seeds], [scores[b[s]][c.metric] for s in seeds]
         (ma, sa), (mb, sb) = mean_std(va), mean_std(vb)
         rows.append({"label": c.label, "better": c.better, "baseline": c.baseline, "metric": c.metric, "a": va, "b": vb})
-        verdicts.append(f"{c.label.split(',')[0]}: **{verdict(c, va, vb)}**")
+        said = verdict(c, va, vb)
+        verdicts.append(f"{c.label.split(',')[0]}: **{said}**")
         lines.append(f"| {c.label} | {c.paper} | {c.better} {ma:.3f} ± {sa:.3f} | {c.baseline} {mb:.3f} ± {sb:.3f} "
-                     f"| {len(seeds)} | {verdict(c, va, vb)} |")
+                     f"| {len(seeds)} | {said} |")
     fig = figures / f"{claim.key}.png"
     if draw:
         figure(claim, rows, fig)

@@ -111,9 +111,9 @@ def evaluation(folder: Path) -> dict:
     were computed from (recomputed when the weights change, or when this function stores more)."""
     import model_comparison as mc
     path, weights = folder / "evaluation.json", sha256_of(folder / "model.pt")[:16]
-    if path.exists() and tools.load_json(path).get("weights") == weights \
-            and tools.load_json(path).get("version") == EVALUATION_VERSION:
-        return tools.load_json(path)
+    stored = tools.load_json(path) if path.exists() else {}
+    if stored.get("weights") == weights and stored.get("version") == EVALUATION_VERSION:
+        return stored
     run = mc.load_runs([folder])[0]
     scores = {k: float(v) for k, v in mc.evaluate_run(run).items()}
     if not run.train_cfg.task:

@@ -3,6 +3,7 @@ resumes without retraining what finished, and the shipped results page and READM
 folders hold (a test fails when one is stale)."""
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -156,8 +157,8 @@ def test_the_readme_names_the_experiment_commands():
 
 def test_a_folder_holding_a_run_of_other_configs_is_refused_before_anything_trains(tmp_path):
     runner.run_all([tiny("a", 0)], tmp_path, progress=False)
-    changed = runner.Spec("a", tiny("a", 0).model, TrainConfig.from_dict({**tiny("a", 0).train.to_dict(),
-                                                                          "max_iters": 8}))
+    spec = tiny("a", 0)
+    changed = replace(spec, train=replace(spec.train, max_iters=8))
     with pytest.raises(SystemExit, match=r"(?s)a: train max_iters: 6 -> 8.*move them away"):
         runner.run_all([tiny("b", 1), changed], tmp_path, progress=False)
     assert not (tmp_path / "b").exists()

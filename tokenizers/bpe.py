@@ -127,7 +127,6 @@ def merge(ids, pair, new_id: int) -> list[int]:
     return out
 
 
-# --- training ---------------------------------------------------------------------------------------
 def textbook_encode_chunk(ranks: dict, data: bytes) -> list[int]:
     """The textbook encoder, the reference `BPETokenizer.encode_chunk` must agree with (tests) and beat
     (benchmarks/bpe_speed.py): find the learned pair of lowest rank among all adjacent pairs, merge every
@@ -141,6 +140,7 @@ def textbook_encode_chunk(ranks: dict, data: bytes) -> list[int]:
     return ids
 
 
+# --- training ---------------------------------------------------------------------------------------
 def special_pattern(specials) -> str:
     """A regex for any of the special-token strings (longest first, so none hides a longer one)."""
     return "|".join(regex.escape(s) for s in sorted(specials, key=len, reverse=True))
