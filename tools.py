@@ -7,8 +7,8 @@ resume), `log.csv` and a `README.md`. Weights are plain state dicts, loaded with
 loading a run never executes code from the file.
 
 Nothing is lost: a folder that holds a run is never trained into again unless asked (`prepare_run_folder`);
-a process that writes a run folder holds its lock file (`RunLock`), so a second writer is refused; SIGTERM
-stops a run as Ctrl-C does (`sigterm_as_interrupt`), so it saves. Every error is clear: a run folder's parts
+a process that writes a run folder holds its lock file (`RunLock`), so a second writer is refused; Ctrl-C and
+SIGTERM stop a run at the next step boundary (`Interrupts`), so what it saves resumes exactly. Every error is clear: a run folder's parts
 are checked against each other when it is loaded (`load_run`), and a wrong part raises `RunFolderError`
 naming the file and what is wrong with it.
 """
@@ -287,7 +287,7 @@ class ArgParser(argparse.ArgumentParser):
 
 # --- run folders: claim, lock, signals ---------------------------------------------------------------
 RUN_FILES = ("model_config.json", "train_config.json", "tokenizer.json", "model.pt", "best_model.pt",
-             "checkpoint.pt", "log.csv", "README.md")
+             "checkpoint.pt", "log.csv", "README.md", "summary.json", "evaluation.json")
 LOCK_FILE = "training.lock"
 _HELD: set[Path] = set()  # lock files this process holds
 
@@ -412,27 +412,56 @@ def check_writable(folder) -> Path:
 
 
 def prepare_run_folder(folder, overwrite: bool = False, resume: bool = False) -> Path:
-    """Check, before any work, that `folder` can take this run: no live process writes it, it does not
-    already hold a run (unless `overwrite`, or `resume` to continue that run), and it can be written."""
+    """Check, before any work, that `folder` can take this run: no live process writes it, it holds nothing
+    but a run of mnemo's (which `overwrite` replaces, or `resume` continues), and it can be written."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise RunFolderError(f"the run folder {folder} is a file, not a folder; choose another --out")
     holder = lock_holder(folder)
     if holder is not None and not holder["stale"]:
         raise RunFolderError(f"{folder} is being written by {_describe(holder, folder / LOCK_FILE)}")
-    if not (overwrite or resume):
-        refuse_existing_run(folder)
+    if not resume:
+        refuse_existing_run(folder, overwrite)
     return check_writable(folder)
 
 
-def refuse_existing_run(folder) -> None:
-    """RunFolderError if `folder` holds a run's files: a run is never replaced without being asked."""
-    present = run_files(folder)
-    if present:
+def is_run(folder) -> bool:
+    """Does `folder` hold a run that mnemo wrote: its model_config.json an object with an `arch`, its
+    train_config.json an object with `max_iters`? (Files of those names alone do not make a run.)"""
+    def has(name, key):
+        try:
+            d = json.loads((Path(folder) / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(d, dict) and key in d
+    return has("model_config.json", "arch") and has("train_config.json", "max_iters")
+
+
+def refuse_existing_run(folder, overwrite: bool = False) -> None:
+    """RunFolderError unless `folder` is absent, empty, or holds a run of mnemo's that `overwrite` replaces:
+    a run is never replaced without being asked, and files mnemo did not write, or other runs' folders, never
+    (not even with overwrite, which replaces one run of mnemo's and nothing else)."""
+    folder = Path(folder)
+    present = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".") and p.name != LOCK_FILE) \
+        if folder.is_dir() else []
+    if not present:
+        return
+    if is_run(folder):
+        if overwrite:
+            return
         resume = (f"Continue it with: python train.py --resume {folder} (Trainer.resume), train"
-                  if "checkpoint.pt" in present else "It has no checkpoint.pt to resume from: train")
-        raise RunFolderError(f"{folder} already holds a run ({', '.join(present)}); it was not touched. {resume} "
-                             f"into another --out, or replace it with --overwrite true (overwrite=True)")
+                  if (folder / "checkpoint.pt").exists() else "It has no checkpoint.pt to resume from: train")
+        raise RunFolderError(f"{folder} already holds a run ({', '.join(run_files(folder))}); it was not touched. "
+                             f"{resume} into another --out, or replace it with --overwrite true (overwrite=True)")
+    runs = [n for n in present if is_run(folder / n)]
+    if runs:
+        shown = ", ".join(runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
+        raise RunFolderError(f"{folder} is a folder of runs ({shown}), not a run: --out names the folder of one "
+                             f"run. Give a new folder inside it, e.g. --out {folder / 'my-run'}")
+    shown = ", ".join(present[:8]) + (f" and {len(present) - 8} more" if len(present) > 8 else "")
+    raise RunFolderError(f"{folder} holds files that no mnemo run wrote ({shown}; it has no model_config.json and "
+                         f"train_config.json of a run); they were not touched, and --overwrite replaces a run of "
+                         f"mnemo's only. Choose a new or empty folder for --out")
 
 
 def clear_run(folder) -> list[str]:
@@ -443,27 +472,69 @@ def clear_run(folder) -> list[str]:
     return present
 
 
+SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
+
+class Interrupts:
+    """Ctrl-C (SIGINT) and SIGTERM (what `kill` and job schedulers send), acted on only where a run can stop
+    whole: `with Interrupts() as stop:` installs handlers for both; the first signal only sets
+    `stop.requested` (its name), which the training loop checks between steps, so the step under way ends
+    and the checkpoint is written at a step boundary, never between an optimizer step and the step count
+    that goes with it. A second signal raises KeyboardInterrupt at once (the user insists), except inside
+    `stop.held()`, the few lines that must run together (the update and the step count), where it is held:
+    the boundary that follows acts on it. Outside the main thread (where Python cannot set handlers) nothing
+    is installed and signals keep their usual effect. The previous handlers are restored on exit."""
+
+    def __init__(self, say=None):
+        self.requested: str | None = None
+        self.say = say  # f(message) told of the first signal (a progress bar's write, or print)
+        self._holding = False
+        self._old = {}
+
+    def _handler(self, signum, frame) -> None:
+        name = SIGNAL_NAMES.get(signum, signal.Signals(signum).name)
+        if self.requested is None:
+            self.requested = name
+            if self.say:
+                self.say(f"{name}: stopping after this step and saving (press Ctrl-C again to stop at once)")
+        elif not self._holding:
+            raise KeyboardInterrupt(name)
+
+    @contextlib.contextmanager
+    def held(self):
+        """A block that runs whole: a second signal arriving inside it is acted on after it, not inside."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+
+    def __enter__(self) -> "Interrupts":
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handler) for s in SIGNAL_NAMES}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        self._old = {}
+
+
 @contextlib.contextmanager
-def sigterm_as_interrupt():
-    """Within the block, SIGTERM (what `kill` and job schedulers send) raises KeyboardInterrupt as Ctrl-C
-    does, so the code that saves on Ctrl-C saves on SIGTERM too. Only the first SIGTERM raises (a second one
-    while saving is ignored); the previous handler is restored on exit. Outside the main thread (where Python
-    cannot set handlers) it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    fired = []
-
-    def handler(signum, frame):
-        if not fired:
-            fired.append(signum)
-            raise KeyboardInterrupt("SIGTERM")
-
-    old = signal.signal(signal.SIGTERM, handler)
+def exit_on_interrupt(prog: str, what: str):
+    """For a command line's start-up and other work that saves nothing of its own: Ctrl-C (or SIGTERM) ends the
+    program with one line naming `what` was cut short, and exit status 130, instead of a traceback. Whatever
+    was written until then was written whole (every write is atomic)."""
+    old = signal.signal(signal.SIGTERM, signal.default_int_handler) \
+        if threading.current_thread() is threading.main_thread() else None
     try:
         yield
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted during {what}; nothing was left half-written", file=sys.stderr)
+        raise SystemExit(130) from None
     finally:
-        signal.signal(signal.SIGTERM, old)
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
 
 
 # --- runs -------------------------------------------------------------------------------------------

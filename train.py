@@ -188,7 +188,7 @@ class Trainer:
     refused, and one that cannot be written is refused (`tools.RunFolderError`)."""
 
     def __init__(self, mcfg: ModelConfig | None, tcfg: TrainConfig, out=None, progress: bool = True,
-                 verbose: bool = True, overwrite: bool = False, *, _resume: bool = False):
+                 verbose: bool = True, overwrite: bool = False, *, _resume: bool = False, _processes: int = 0):
         source = Pretrained.load(tcfg.init_from) if tcfg.init_from and not _resume else None
         if source is not None:  # a finetune: the source's model, named the same way wherever it was given
             mcfg, tcfg = source.model_config(mcfg), replace(tcfg, init_from=tools.run_ref(source.folder))
@@ -198,6 +198,8 @@ class Trainer:
         name = tcfg.task or corpus_name(tcfg.data)
         self.out = Path(out) if out else tools.TRAINED / f"{mcfg.arch}-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.procs = tools.processes()
+        # the processes the run was started with fix its global batch; a resume by fewer takes several shares each
+        self.shards = max(1, _processes // self.procs.world)
         self.device = tools.pick_device(tcfg.device, self.procs.local_rank)  # before any work: a clear error
         if self.procs.main:
             tools.prepare_run_folder(self.out, overwrite=overwrite, resume=_resume)
@@ -206,7 +208,8 @@ class Trainer:
         tools.seed_everything(tcfg.seed)
         self.tcfg, self.progress, self.verbose = tcfg, progress and self.procs.main, verbose and self.procs.main
         tokenizer = source.tokenizer if source else self.saved_tokenizer() if tcfg.init_from else None
-        self.src, self.mcfg = make_source(mcfg, tcfg, progress and self.procs.main, self.procs.world, tokenizer)
+        self.src, self.mcfg = make_source(mcfg, tcfg, progress and self.procs.main,
+                                           self.procs.world * self.shards, tokenizer)
         if self.verbose and self.src.note:
             print(self.src.note)
         self.src.val = [b.to(self.device) for b in self.src.val]
@@ -225,6 +228,7 @@ class Trainer:
         aux = [f"{split}_{name}" for name in self.model.aux_terms for split in ("train", "val")]
         self.columns = tools.LOG_COLUMNS + (self.src.task.metrics() if self.src.task else []) + aux
         self.stopped = ""  # why the run ended early, if it did
+        self.saved_at = None  # the step of the last checkpoint this Trainer wrote
         self.after_step = None  # optional f(trainer) called after every optimizer step (an outer progress bar)
 
     def saved_tokenizer(self) -> Tokenizer:
@@ -258,10 +262,12 @@ class Trainer:
         if self.procs.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
 
-    def my_rows(self, batch):
-        """This process's share of a global batch, on this process's device."""
-        n = self.tcfg.batch_size
-        return batch.rows(self.procs.rank * n, (self.procs.rank + 1) * n).to(self.device)
+    def my_rows(self, batch, shard: int = 0):
+        """This process's `shard`-th share of a global batch (batch_size rows), on this process's device. A
+        global batch has one share per process the run was started with; a run resumed by fewer processes
+        takes several shares each (`self.shards`), one after the other, as gradient accumulation."""
+        n, k = self.tcfg.batch_size, self.procs.rank * self.shards + shard
+        return batch.rows(k * n, (k + 1) * n).to(self.device)
 
     # --- resume -----------------------------------------------------------------------------------
     @classmethod
@@ -275,17 +281,24 @@ class Trainer:
             raise FileNotFoundError(f"{out} has no checkpoint.pt to resume from{shipped}")
         cfgs = tools.load_configs(out)
         tcfg = replace(cfgs["train"], **overrides)
-        self = cls(cfgs["model"], tcfg, out, progress, verbose, _resume=True)
-        saved = out / "tokenizer.json"
-        if saved.exists() and Tokenizer.load(saved).hash() != self.src.tokenizer.hash():
-            raise tools.RunFolderError(f"{saved} differs from the tokenizer rebuilt from data = {tcfg.data!r}: "
-                                       f"the corpus changed since the run began, so its ids no longer mean "
-                                       f"what the model learned; resume with the original data")
         ck = tools.load_weights(out / "checkpoint.pt")
         need = {"model", "optimizer", "step", "tokens", "elapsed", "best", "pending", "rng", "data_rng"}
         if not isinstance(ck, dict) or need - ck.keys():
             raise tools.RunFolderError(f"{out / 'checkpoint.pt'} is not a mnemo checkpoint: it lacks "
                                        f"{sorted(need - set(ck) if isinstance(ck, dict) else need)}")
+        started, world = ck.get("processes", 1), tools.processes().world
+        if started % world:
+            raise tools.RunFolderError(
+                f"{out} was trained by {started} process(es), with a global batch of {started} x {tcfg.batch_size} "
+                f"examples; {world} processes cannot share it evenly. Resume it with a number of processes that "
+                f"divides {started}, e.g. torchrun --nproc_per_node={started} train.py --resume {out}, or "
+                f"python train.py --resume {out} (one process then takes every share, by gradient accumulation)")
+        self = cls(cfgs["model"], tcfg, out, progress, verbose, _resume=True, _processes=started)
+        saved = out / "tokenizer.json"
+        if saved.exists() and Tokenizer.load(saved).hash() != self.src.tokenizer.hash():
+            raise tools.RunFolderError(f"{saved} differs from the tokenizer rebuilt from data = {tcfg.data!r}: "
+                                       f"the corpus changed since the run began, so its ids no longer mean "
+                                       f"what the model learned; resume with the original data")
         ck["model"] = tools.upgrade_state_dict(ck["model"])
         tools.check_state_dict(ck["model"], self.model, out / "checkpoint.pt")
         self.model.load_state_dict(ck["model"])
@@ -303,6 +316,7 @@ class Trainer:
     def checkpoint(self, rng=None, data_rng=None) -> None:
         """checkpoint.pt: everything a resume needs; model.pt: the same weights alone (for load_run). CPU
         tensors only, written by the main process alone."""
+        self.saved_at = self.step
         if not self.procs.main:
             return
         weights = tools.to_cpu(self.model.state_dict())
@@ -311,7 +325,7 @@ class Trainer:
             "model": weights, "optimizer": tools.to_cpu(self.optimizer.state_dict()), "step": self.step,
             "tokens": self.tokens, "elapsed": self.elapsed, "best": self.best, "pending": self.pending.to_dict(),
             "rng": rng or tools.rng_state(), "data_rng": data_rng or self.data_rng.bit_generator.state,
-            "origin": self.origin,
+            "origin": self.origin, "processes": self.procs.world * self.shards,
             **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {})})
 
     # --- run --------------------------------------------------------------------------------------
@@ -354,25 +368,29 @@ class Trainer:
             print(format_row(row))
         return row
 
-    def train_step(self, lr: float) -> tuple[float, float, int, dict]:
-        """One optimizer step over grad_accum micro-batches: (mean loss, gradient norm before clipping,
-        real tokens seen, mean of each aux term)."""
+    def gradients(self, lr: float) -> tuple[float, float, int, dict]:
+        """The gradients of one optimizer step, over grad_accum micro-batches (each a global batch, of which this
+        process takes its shards), clipped: (mean loss, gradient norm before clipping, real tokens seen, mean of
+        each aux term). Nothing is updated yet: `update` does that."""
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         self.model.on_step(self.step / max(1, self.tcfg.max_iters))
-        n, ddp = self.tcfg.grad_accum, self.procs.world > 1
+        accum, shards, ddp = self.tcfg.grad_accum, self.shards, self.procs.world > 1
+        n = accum * shards
         total, tokens, aux = 0.0, 0, dict.fromkeys(self.model.aux_terms, 0.0)
-        for i in range(n):
-            batch = self.my_rows(self.src.train_batch(self.data_rng, self.step))
-            # DDP averages gradients across processes on the last micro-batch's backward only
-            with self.net.no_sync() if ddp and i < n - 1 else contextlib.nullcontext():
-                with self.autocast():
-                    out = self.net(batch)
-                self.scaler.scale(out.loss / n).backward()
-            total += out.loss.item() / n
-            tokens += batch.n_tokens
-            for k in aux:
-                aux[k] += out.aux[k].item() / n
+        for i in range(accum):
+            batch = self.src.train_batch(self.data_rng, self.step)
+            for j in range(shards):
+                rows = self.my_rows(batch, j)
+                # DDP averages gradients across processes on the last micro-batch's backward only
+                with self.net.no_sync() if ddp and i * shards + j < n - 1 else contextlib.nullcontext():
+                    with self.autocast():
+                        out = self.net(rows)
+                    self.scaler.scale(out.loss / n).backward()
+                total += out.loss.item() / n
+                tokens += rows.n_tokens
+                for k in aux:
+                    aux[k] += out.aux[k].item() / n
         if ddp:  # the step's figures over every process
             import torch.distributed as dist
             figures = torch.tensor([total, tokens, *aux.values()], dtype=torch.float64, device=self.device)
@@ -382,27 +400,64 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)  # clip the true gradients (a no-op without a scaler)
         clip = self.tcfg.grad_clip if self.tcfg.grad_clip > 0 else math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).item()
-        if math.isfinite(total) and (math.isfinite(norm) or self.scaler.is_enabled()):
-            self.scaler.step(self.optimizer)  # with a scaler: skipped when gradients overflowed
+        return total, norm, tokens, aux
+
+    def train_step(self, lr: float) -> tuple[float, float, int, dict]:
+        """One whole optimizer step, `gradients` then `update` (what benchmarks and tests time or call; the loop
+        runs the two apart, so that no signal falls between the update and the step count)."""
+        loss, norm, tokens, aux = self.gradients(lr)
+        self.update(self.finite(loss, norm))
+        return loss, norm, tokens, aux
+
+    def finite(self, loss: float, norm: float) -> bool:
+        """May the step's update be taken? A non-finite gradient norm is the scaler's to skip when there is one."""
+        return math.isfinite(loss) and (math.isfinite(norm) or self.scaler.is_enabled())
+
+    def update(self, finite: bool) -> None:
+        """The optimizer step on the gradients `gradients` left (skipped when they are not finite; with a
+        scaler, also when they overflowed), then the gradients are cleared."""
+        if finite:
+            self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        return total, norm, tokens, aux
 
     def run(self) -> "Trainer":
         """Train to max_iters (or until stopped), keeping the run folder up to date all along. The folder is
-        locked meanwhile (a second writer is refused), and SIGTERM stops and saves as Ctrl-C does."""
-        with tools.RunLock(self.out) if self.procs.main else contextlib.nullcontext(), tools.sigterm_as_interrupt():
+        locked meanwhile (a second writer is refused). Ctrl-C and SIGTERM stop the run at the next step
+        boundary, where it saves (`tools.Interrupts`); a second one stops it at once."""
+        with tools.RunLock(self.out) if self.procs.main else contextlib.nullcontext(), \
+                tools.Interrupts(say=self.say) as self.interrupts:
             self.claim()
             self._run()
         return self
+
+    def say(self, message: str) -> None:
+        """A line for the user, above the progress bar if there is one (main process only)."""
+        if self.procs.main and (self.verbose or self.progress):
+            tqdm.write(message, file=sys.stderr)
+
+    def stop_requested(self) -> str | None:
+        """The signal that asked the run to stop, if one did; under torchrun the processes agree (one asked,
+        all stop at the same step boundary, or the others would wait for it in the next step's all-reduce)."""
+        asked = self.interrupts.requested
+        if self.procs.world > 1:
+            import torch.distributed as dist
+            flag = torch.tensor([asked is not None], dtype=torch.int32, device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            asked = asked or ("a signal to another process" if flag.item() else None)
+        return asked
+
+    def interrupted(self, by: str) -> str:
+        """Why the run stopped, after a signal `by` (its name), and how to go on."""
+        by = "" if by == "Ctrl-C" else f" by {by}"
+        return f"interrupted{by} at step {self.step}; continue with: python train.py --resume {self.out}"
 
     def claim(self) -> None:
         """Under the lock: the folder must still hold no other run (one may have finished there since this
         Trainer was built); with overwrite, the old run's files go now."""
         if self.claimed or not self.procs.main:
             return
-        if not self.overwrite:
-            tools.refuse_existing_run(self.out)
+        tools.refuse_existing_run(self.out, self.overwrite)
         tools.clear_run(self.out)
         self.claimed = True
 
@@ -415,24 +470,34 @@ class Trainer:
         bar = tqdm(total=t.max_iters, initial=self.step, disable=not self.progress, desc=self.out.name)
         unfinished = None
         try:
-            if self.due():  # step 0, or a row whose evaluation a Ctrl-C cut short
+            if self.due():  # step 0, or a row whose evaluation a second Ctrl-C cut short
                 self.log()
             while self.step < t.max_iters:
+                if asked := self.stop_requested():  # at a step boundary: the checkpoint resumes exactly
+                    if self.saved_at != self.step:
+                        self.checkpoint()
+                    self.stopped = self.interrupted(asked)
+                    break
                 unfinished = tools.rng_state(), self.data_rng.bit_generator.state  # to save exactly on Ctrl-C
                 lr, t0 = tools.lr_at(self.step, t), time.perf_counter()
-                loss, norm, tokens, aux = self.train_step(lr)
-                if not (math.isfinite(loss) and (math.isfinite(norm) or self.scaler.is_enabled())):
-                    what = "loss" if not math.isfinite(loss) else "gradient norm"
-                    self.stopped = (f"non-finite {what} at step {self.step + 1}: stopped, the last good checkpoint "
-                                    f"(step {int(self.rows[-1]['step'])}) is kept; try a lower --lr or --grad_clip")
-                    break
-                dt = time.perf_counter() - t0
-                self.step, self.tokens, self.elapsed, unfinished = self.step + 1, self.tokens + tokens, self.elapsed + dt, None
-                p = self.pending
-                p.losses.append(loss)
-                for k, v in aux.items():
-                    p.aux.setdefault(k, []).append(v)
-                p.tokens, p.time, p.lr, p.grad_norm = p.tokens + tokens, p.time + dt, lr, norm
+                loss, norm, tokens, aux = self.gradients(lr)
+                finite = self.finite(loss, norm)
+                with self.interrupts.held():  # the update and the step count go together, or not at all
+                    self.update(finite)
+                    if not finite:
+                        what = "loss" if not math.isfinite(loss) else "gradient norm"
+                        self.stopped = (f"non-finite {what} at step {self.step + 1}: stopped, the last good "
+                                        f"checkpoint (step {int(self.rows[-1]['step'])}) is kept; try a lower "
+                                        f"--lr or --grad_clip")
+                        break
+                    dt = time.perf_counter() - t0
+                    self.step, self.tokens, self.elapsed, unfinished = (self.step + 1, self.tokens + tokens,
+                                                                        self.elapsed + dt, None)
+                    p = self.pending
+                    p.losses.append(loss)
+                    for k, v in aux.items():
+                        p.aux.setdefault(k, []).append(v)
+                    p.tokens, p.time, p.lr, p.grad_norm = p.tokens + tokens, p.time + dt, lr, norm
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}")
                 if self.after_step:
@@ -440,11 +505,11 @@ class Trainer:
                 if self.due():
                     self.log()
         except KeyboardInterrupt as e:
-            # A step cut in the middle is dropped: its parameters were not updated, and the RNG states from
-            # its start are saved, so a resume repeats it as if it had never begun.
+            # A second signal (or Ctrl-C outside the main thread) cut a step or an evaluation short. A step cut
+            # before its update is dropped: its parameters were not updated, and the RNG states from its start
+            # are saved, so a resume repeats it as if it had never begun (the update itself is never cut).
             self.checkpoint(*unfinished) if unfinished else self.checkpoint()
-            by = f" by {e.args[0]}" if e.args else ""
-            self.stopped = f"interrupted{by} at step {self.step}; continue with: python train.py --resume {self.out}"
+            self.stopped = self.interrupted(e.args[0] if e.args else "Ctrl-C")
         finally:
             bar.close()
         if self.procs.main:

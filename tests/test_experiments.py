@@ -71,7 +71,7 @@ def tiny(name: str, seed: int) -> runner.Spec:
 
 def test_an_interrupted_list_resumes_where_it_stopped(tmp_path, monkeypatch):
     specs = [tiny("a", 0), tiny("b", 1), tiny("c", 2)]
-    step, calls = Trainer.train_step, {"n": 0}
+    step, calls = Trainer.gradients, {"n": 0}
 
     def interrupted_once(self, lr):
         calls["n"] += 1
@@ -79,7 +79,7 @@ def test_an_interrupted_list_resumes_where_it_stopped(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return step(self, lr)
 
-    monkeypatch.setattr(Trainer, "train_step", interrupted_once)
+    monkeypatch.setattr(Trainer, "gradients", interrupted_once)
     with pytest.raises(SystemExit, match="(?s)b: interrupted at step 4.*run the same command again"):
         runner.run_all(specs, tmp_path, progress=False)
     assert tools.run_status(tmp_path / "a") == "finished" and not (tmp_path / "c").exists()
@@ -91,7 +91,7 @@ def test_an_interrupted_list_resumes_where_it_stopped(tmp_path, monkeypatch):
     assert (tmp_path / "a" / "model.pt").stat().st_mtime_ns == a_weights
     assert all(tools.run_status(tmp_path / n) == "finished" for n in "abc")
     # b resumed bit-exactly: the same final loss as b trained without a stop
-    monkeypatch.setattr(Trainer, "train_step", step)
+    monkeypatch.setattr(Trainer, "gradients", step)
     runner.run_all([tiny("b", 1)], tmp_path / "again", progress=False)
     log = lambda f: tools.read_log(f / "log.csv")[-1]
     assert log(tmp_path / "b")["val_loss"] == log(tmp_path / "again" / "b")["val_loss"]

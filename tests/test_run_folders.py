@@ -88,6 +88,66 @@ def test_overwrite_replaces_the_run_and_an_empty_folder_is_fine(done, tmp_path):
     assert tools.run_status(empty) == "finished"
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_folder_of_the_users_own_files_is_refused_even_with_overwrite(tmp_path, capsys, overwrite):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.md").write_text("my notes")
+    (mine / "log.csv").write_text("day,weight\n1,70\n")
+    before = snapshot(mine)
+    code = None
+    try:
+        train.main(["--out", str(mine), "--overwrite", str(overwrite).lower(), *map(str, TINY)])
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2 and "no mnemo run wrote (README.md, log.csv" in err and "already holds a run" not in err
+    assert snapshot(mine) == before  # (the next test's negative control: a real run is replaced)
+
+
+def test_files_named_like_configs_do_not_make_a_run_but_a_real_run_is_replaced(done, tmp_path):
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "model_config.json").write_text('{"colour": "blue"}')  # a file of that name, not mnemo's
+    (fake / "train_config.json").write_text("[]")
+    with pytest.raises(tools.RunFolderError, match="no mnemo run wrote"):
+        Trainer(mcfg(), tcfg(), fake, progress=False, verbose=False, overwrite=True)
+    assert (fake / "model_config.json").read_text() == '{"colour": "blue"}'
+    real = tmp_path / "real"
+    shutil.copytree(done, real)
+    Trainer(mcfg(), tcfg(max_iters=2), real, progress=False, verbose=False, overwrite=True).run()
+    assert [r["step"] for r in tools.read_log(real / "log.csv")] == [0, 2]
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_out_into_a_folder_of_runs_is_refused(done, tmp_path, overwrite):
+    runs = tmp_path / "reference"
+    shutil.copytree(done, runs / "gpt-s0")
+    before = snapshot(runs / "gpt-s0")
+    with pytest.raises(tools.RunFolderError, match=r"is a folder of runs \(gpt-s0\).*--out .*reference/my-run"):
+        Trainer(mcfg(), tcfg(), runs, progress=False, verbose=False, overwrite=overwrite)
+    assert snapshot(runs / "gpt-s0") == before
+    with pytest.raises(tools.RunFolderError, match="folder of runs"):  # what ships: trained/reference/
+        tools.prepare_run_folder(tools.TRAINED / "reference", overwrite=True)
+
+
+def test_overwrite_removes_the_old_runs_summary_and_readme_before_training(done, tmp_path, monkeypatch):
+    out = tmp_path / "again"
+    shutil.copytree(done, out)
+    assert (out / "summary.json").exists() and (out / "README.md").exists()  # the old run's numbers
+    seen = {}
+
+    def crash(self, lr):  # the new run dies in its first step, before it writes a README of its own
+        seen.update({n: (self.out / n).exists() for n in ("summary.json", "README.md", "evaluation.json")})
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(Trainer, "gradients", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        Trainer(mcfg(), tcfg(), out, progress=False, verbose=False, overwrite=True).run()
+    assert seen == {"summary.json": False, "README.md": False, "evaluation.json": False}
+    assert not (out / "summary.json").exists() and not (out / "README.md").exists()
+
+
 def test_a_run_finished_meanwhile_is_not_overwritten_by_a_trainer_built_before(tmp_path):
     out = tmp_path / "race"
     late = Trainer(mcfg(), tcfg(seed=5), out, progress=False, verbose=False)  # folder empty when built
@@ -130,7 +190,7 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holders_lock_
 def test_the_lock_is_released_when_the_run_raises(tmp_path, monkeypatch):
     out = tmp_path / "boom"
     t = Trainer(mcfg(), tcfg(), out, progress=False, verbose=False)
-    monkeypatch.setattr(Trainer, "train_step", lambda self, lr: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(Trainer, "gradients", lambda self, lr: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(RuntimeError, match="boom"):
         t.run()
     assert not (out / "training.lock").exists()
@@ -184,14 +244,14 @@ def test_sigterm_saves_a_resumable_checkpoint_that_continues_exactly(tmp_path):
 
 
 def test_after_an_interruption_the_summary_does_not_call_step_0_final(tmp_path, monkeypatch):
-    real = Trainer.train_step
+    real = Trainer.gradients
 
     def interrupted(self, lr):
         if self.step == 1:
             raise KeyboardInterrupt
         return real(self, lr)
 
-    monkeypatch.setattr(Trainer, "train_step", interrupted)
+    monkeypatch.setattr(Trainer, "gradients", interrupted)
     t = run(tmp_path / "early")
     s = t.summary()
     assert t.stopped.startswith("interrupted at step 1")

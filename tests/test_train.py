@@ -6,6 +6,7 @@ import math
 import os
 import pickle
 import random
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -68,7 +69,7 @@ def finished(tmp_path_factory, private_cache):
 # --- resume -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("at_step", [0, 3, 4])  # first step, inside an evaluation interval, right after a checkpoint
 def test_resume_after_ctrl_c_equals_the_uninterrupted_run(finished, tmp_path, monkeypatch, at_step):
-    real = Trainer.train_step
+    real = Trainer.gradients
     fired = []
 
     def interrupted(self, lr):
@@ -80,14 +81,14 @@ def test_resume_after_ctrl_c_equals_the_uninterrupted_run(finished, tmp_path, mo
             raise KeyboardInterrupt
         return real(self, lr)
 
-    monkeypatch.setattr(Trainer, "train_step", interrupted)
+    monkeypatch.setattr(Trainer, "gradients", interrupted)
     out = tmp_path / "run"
     t = trainer(out).run()
     assert fired and t.step == at_step
     assert t.stopped.startswith("interrupted")
     assert "interrupted" in (out / "README.md").read_text()
     assert weights(out / "checkpoint.pt")["step"] == at_step
-    monkeypatch.setattr(Trainer, "train_step", real)
+    monkeypatch.setattr(Trainer, "gradients", real)
 
     resumed = Trainer.resume(out, progress=False, verbose=False)
     assert resumed.step == at_step
@@ -119,6 +120,69 @@ def test_resume_after_ctrl_c_inside_a_micro_batch(tmp_path):
     Trainer.resume(out, progress=False, verbose=False).run()
     assert compared(log_rows(out)) == compared(log_rows(ref.out))
     assert same_state(weights(out / "model.pt"), weights(ref.out / "model.pt"))
+
+
+# Real signals, raised deterministically at chosen points of step 6 (0-based call 5) of an 8-step run: a first
+# Ctrl-C or SIGTERM is acted on at the next step boundary; a second one stops at once, except inside the
+# update, where it waits for the boundary right after. Whatever the point, the resumed run equals the straight
+# one, and Adam's own step count in the checkpoint equals the checkpoint's step (the race this replaced: a
+# signal between the optimizer step and the step count saved an Adam one step ahead).
+SIGNAL_POINTS = {
+    "drawing a batch": ("train_batch", 1), "inside a forward": ("forward", 1),
+    "just after the optimizer step": ("optimizer", 1), "during an evaluation": ("evaluate", 1),
+    "twice inside a forward": ("forward", 2), "twice just after the optimizer step": ("optimizer", 2),
+    "twice during an evaluation": ("evaluate", 2)}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("point", SIGNAL_POINTS)
+def test_a_signal_at_any_point_of_a_step_resumes_exactly(finished, tmp_path, monkeypatch, point, signum):
+    import train
+    where, times = SIGNAL_POINTS[point]
+    out = tmp_path / "run"
+    t = trainer(out)
+    calls = []
+
+    def fire():
+        for _ in range(times):
+            signal.raise_signal(signum)
+
+    def at_call(real, n, after=False, training_only=False):
+        def wrapped(*a, **kw):
+            counted = not training_only or t.model.training
+            calls.append(1) if counted else None
+            hit = counted and len(calls) == n
+            if hit and not after:
+                fire()
+            result = real(*a, **kw)
+            if hit and after:
+                fire()
+            return result
+        return wrapped
+
+    if where == "train_batch":
+        t.src.train_batch = at_call(t.src.train_batch, 6)
+    elif where == "forward":
+        t.model.forward = at_call(t.model.forward, 6, training_only=True)
+    elif where == "optimizer":
+        t.optimizer.step = at_call(t.optimizer.step, 6, after=True)
+    else:  # evaluations at steps 0, 2, 4, 6: the fourth
+        monkeypatch.setattr(train, "evaluate", at_call(train.evaluate, 4))
+    t.run()
+    assert len(calls) >= 4 and t.stopped.startswith("interrupted"), (calls, t.stopped)
+    ck = weights(out / "checkpoint.pt")
+    adam = {int(s["step"]) for s in ck["optimizer"]["state"].values()}
+    assert adam == {ck["step"]}, (adam, ck["step"])                  # Adam's count is the saved step
+    monkeypatch.undo()
+    Trainer.resume(out, progress=False, verbose=False).run()
+    assert compared(log_rows(out)) == compared(log_rows(finished.out))
+    assert same_state(weights(out / "model.pt"), weights(finished.out / "model.pt"))
+
+
+def test_the_signal_handlers_are_restored_after_a_run(tmp_path):
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    trainer(tmp_path / "run", t=tcfg(max_iters=1)).run()
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
 def test_resume_after_ctrl_c_during_an_evaluation(finished, tmp_path, monkeypatch):
