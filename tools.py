@@ -521,16 +521,17 @@ class Interrupts:
 
 
 @contextlib.contextmanager
-def exit_on_interrupt(prog: str, what: str):
+def exit_on_interrupt(prog: str, what: str, then: str = ""):
     """For a command line's start-up and other work that saves nothing of its own: Ctrl-C (or SIGTERM) ends the
-    program with one line naming `what` was cut short, and exit status 130, instead of a traceback. Whatever
-    was written until then was written whole (every write is atomic)."""
+    program with one line naming `what` was cut short (and what to do `then`), and exit status 130, instead of
+    a traceback. Whatever was written until then was written whole (every write is atomic)."""
     old = signal.signal(signal.SIGTERM, signal.default_int_handler) \
         if threading.current_thread() is threading.main_thread() else None
     try:
         yield
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted during {what}; nothing was left half-written", file=sys.stderr)
+        print(f"{prog}: interrupted during {what}; nothing was left half-written" + (f"; {then}" if then else ""),
+              file=sys.stderr)
         raise SystemExit(130) from None
     finally:
         if old is not None:

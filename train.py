@@ -667,16 +667,17 @@ def main(argv=None) -> int:
     extra = sorted(k for k in args if k in model_keys)
     if keeper and extra:
         parser.error(f"{keeper} keeps the model config of its run; cannot change {extra}")
-    try:
-        if resume:
-            trainer = Trainer.resume(resume, progress=progress, **args)
-        else:
-            mcfg = None if keeper else config_from_dict(
-                {"arch": arch, **{k: v for k, v in args.items() if k in model_keys}})
-            tcfg = TrainConfig(**{k: v for k, v in args.items() if k not in model_keys})
-            trainer = Trainer(mcfg, tcfg, out, progress=progress, overwrite=overwrite)
-    except (ConfigError, ValueError, FileNotFoundError, DownloadError) as e:  # RunFolderError is a ValueError
-        parser.error(str(e))
+    with tools.exit_on_interrupt("train.py", "start-up (reading the data, building the model)"):
+        try:
+            if resume:
+                trainer = Trainer.resume(resume, progress=progress, **args)
+            else:
+                mcfg = None if keeper else config_from_dict(
+                    {"arch": arch, **{k: v for k, v in args.items() if k in model_keys}})
+                tcfg = TrainConfig(**{k: v for k, v in args.items() if k not in model_keys})
+                trainer = Trainer(mcfg, tcfg, out, progress=progress, overwrite=overwrite)
+        except (ConfigError, ValueError, FileNotFoundError, DownloadError) as e:  # RunFolderError is a ValueError
+            parser.error(str(e))
     try:
         trainer.run()
     except tools.RunFolderError as e:  # another process took the folder meanwhile

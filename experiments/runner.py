@@ -78,6 +78,16 @@ def run_all(specs: list[Spec], root: Path, progress: bool = True) -> list[Path]:
     done = [steps_done(f) if f.exists() else 0 for f in folders]
     bar = tqdm(total=sum(s.train.max_iters for s in specs), initial=sum(done), disable=not progress,
                unit="step", dynamic_ncols=True)
+    # Ctrl-C while a run trains stops it at a step boundary (train.Trainer.run); here, between runs or while
+    # one starts, it ends the list with one line (exit status 130)
+    with tools.exit_on_interrupt(Path(sys.argv[0]).name or "experiment", "the start of a run",
+                                 "run the same command again to continue the list"):
+        _run_list(specs, folders, bar)
+    bar.close()
+    return folders
+
+
+def _run_list(specs: list[Spec], folders: list[Path], bar) -> None:
     for i, (spec, folder) in enumerate(zip(specs, folders)):
         bar.set_description(f"run {i + 1}/{len(specs)} {spec.name}")
         status = tools.run_status(folder) if folder.exists() else "absent"
@@ -95,8 +105,6 @@ def run_all(specs: list[Spec], root: Path, progress: bool = True) -> list[Path]:
         if trainer.stopped:
             bar.close()
             raise SystemExit(f"{spec.name}: {trainer.stopped}\nrun the same command again to continue the list")
-    bar.close()
-    return folders
 
 
 EVALUATION_VERSION = 3  # what evaluation() stores; a stored evaluation of another version is computed again

@@ -73,9 +73,11 @@ def test_run_folders_hold_cpu_tensors_only(tmp_path):
     assert nested["b"][1] == 3 and nested["a"][0].device.type == "cpu"
 
 
-def torchrun(tmp_path, out, *args, n=2):
+def torchrun(tmp_path, out, *args, n=2, resume=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "train.py", "--out", str(out), "--progress", "false", *map(str, args)]
+    where = ["--resume", str(resume)] if resume else ["--out", str(out)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "train.py",
+           *where, "--progress", "false", *map(str, args)]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
 
 
@@ -102,8 +104,30 @@ def test_two_processes_train_like_one_with_the_same_global_batch_and_write_one_f
     for (name, p1), p2 in zip(m1.named_parameters(), m2.parameters()):
         torch.testing.assert_close(p1, p2, atol=1e-4, rtol=1e-3, msg=name)
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
-    # a run saved under torchrun resumes in a single process (the global batch is then 1 x batch_size)
-    r = subprocess.run([sys.executable, "train.py", "--resume", str(tmp_path / "ddp"), "--max_iters", "8",
-                        "--progress", "false"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert [int(x["step"]) for x in tools.read_log(tmp_path / "ddp" / "log.csv")][-1] == 8
+    # a run saved under torchrun resumes in a single process with the same global batch (2 x 4: the one process
+    # takes both shares, by gradient accumulation), and so goes on as the one-process run of batch 8 does
+    for name in ("ddp", "one"):
+        r = subprocess.run([sys.executable, "train.py", "--resume", str(tmp_path / name), "--max_iters", "9",
+                            "--progress", "false"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+    ddp, one = tools.read_log(tmp_path / "ddp" / "log.csv"), tools.read_log(tmp_path / "one" / "log.csv")
+    assert [int(x["step"]) for x in ddp] == [0, 3, 6, 9]
+    assert ddp[-1]["tokens"] == one[-1]["tokens"] == 9 * 8 * 32  # not 6 x 8 x 32 + 3 x 4 x 32
+    assert ddp[-1]["train_loss"] == pytest.approx(one[-1]["train_loss"], abs=1e-4)
+    (m1, _, _), (m2, _, _) = tools.load_run(tmp_path / "ddp"), tools.load_run(tmp_path / "one")
+    for (name, p1), p2 in zip(m1.named_parameters(), m2.parameters()):
+        torch.testing.assert_close(p1, p2, atol=1e-4, rtol=1e-3, msg=name)
+
+
+def test_a_run_is_resumed_only_by_a_number_of_processes_that_shares_its_global_batch(tmp_path):
+    t = run(tmp_path, max_iters=2, eval_interval=1)
+    ck = tools.load_weights(t.out / "checkpoint.pt")
+    assert ck["processes"] == 1
+    ck["processes"] = 3  # as if trained by three processes
+    tools.save_torch(t.out / "checkpoint.pt", ck)
+    r = torchrun(tmp_path, None, "--max_iters", 3, n=2, resume=t.out)
+    assert r.returncode != 0 and "trained by 3 process(es)" in r.stderr and "--nproc_per_node=3" in r.stderr
+    assert 'train.py", line' not in r.stderr  # a one-line error from each process (torchrun adds its own report)
+    resumed = Trainer.resume(t.out, progress=False, verbose=False, max_iters=3)  # one process, three shares
+    assert resumed.shards == 3 and resumed.run().step == 3
+    assert tools.read_log(t.out / "log.csv")[-1]["tokens"] == 2 * 8 * 32 + 3 * 8 * 32

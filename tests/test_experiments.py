@@ -97,6 +97,23 @@ def test_an_interrupted_list_resumes_where_it_stopped(tmp_path, monkeypatch):
     assert log(tmp_path / "b")["val_loss"] == log(tmp_path / "again" / "b")["val_loss"]
 
 
+def test_ctrl_c_between_runs_ends_the_list_with_one_line_and_status_130(tmp_path, monkeypatch, capsys):
+    specs = [tiny("a", 0), tiny("b", 1)]
+    real = Trainer.__init__
+
+    def start(self, *a, **kw):  # Ctrl-C while run b starts (reading its data)
+        if Path(a[2]).name == "b":
+            raise KeyboardInterrupt
+        real(self, *a, **kw)
+
+    monkeypatch.setattr(Trainer, "__init__", start)
+    with pytest.raises(SystemExit) as e:
+        runner.run_all(specs, tmp_path, progress=False)
+    err = capsys.readouterr().err
+    assert e.value.code == 130 and "interrupted during the start of a run" in err and "Traceback" not in err
+    assert tools.run_status(tmp_path / "a") == "finished" and not (tmp_path / "b").exists()
+
+
 def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path):
     spec = tiny("a", 0)
     Trainer(spec.model, spec.train, tmp_path / "a", progress=False, verbose=False).save_configs()  # no weights

@@ -243,6 +243,19 @@ def test_sigterm_saves_a_resumable_checkpoint_that_continues_exactly(tmp_path):
     assert "finished" in (out / "README.md").read_text()
 
 
+def test_ctrl_c_during_start_up_is_one_line_and_status_130(tmp_path, monkeypatch, capsys):
+    import data
+
+    def interrupted(*a, **kw):  # Ctrl-C while the corpus is read
+        raise KeyboardInterrupt
+    monkeypatch.setattr(data.Corpus, "load", interrupted)
+    with pytest.raises(SystemExit) as e:
+        train.main(["--out", str(tmp_path / "never"), *map(str, TINY)])
+    err = capsys.readouterr().err
+    assert e.value.code == 130 and err.startswith("train.py: interrupted during start-up") and "Traceback" not in err
+    assert not (tmp_path / "never").exists()
+
+
 def test_after_an_interruption_the_summary_does_not_call_step_0_final(tmp_path, monkeypatch):
     real = Trainer.gradients
 
