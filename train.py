@@ -324,6 +324,8 @@ class Trainer:
         tools.save_json(self.out / "model_config.json", self.mcfg.to_dict())
         tools.save_json(self.out / "train_config.json", self.tcfg.to_dict())
         self.src.tokenizer.save(self.out / "tokenizer.json")
+        if self.src.task is not None and self.src.task.labels:  # what inference.py names the classes by
+            tools.save_json(self.out / "labels.json", list(self.src.task.labels))
 
     def new_row(self) -> PendingRow:
         return PendingRow(lr=tools.lr_at(self.step, self.tcfg))

@@ -269,6 +269,7 @@ def test_a_classify_run_reads_whole_sentences_by_default_and_a_short_task_len_sc
     assert summary["val_acc"] == 1.0 and note in printed and note in (run / "README.md").read_text()
     assert tools.load_json(run / "model_config.json")["block_size"] == 26
     assert tools.load_json(run / "train_config.json")["task_len"] == 0  # a resume measures the file again
+    assert tools.load_json(run / "labels.json") == ["neg", "pos"]
     cfgs = tools.load_configs(run)                                      # what a resume and load_run rebuild
     src, mcfg = make_source(cfgs["model"], cfgs["train"], progress=False)
     assert mcfg == cfgs["model"] and src.note == note
