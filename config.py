@@ -419,7 +419,9 @@ class TrainConfig(Config):
                                 "records the source and the sha256 of its model.pt. Empty = a fresh model")
     task: str = option("", "task instead of a corpus (e.g. copy, hmu_temporal, classify); empty = language "
                            "modelling on --data")
-    task_len: int = option(8, "symbols per task example", min=1)
+    task_len: int = option(0, "symbols per task example; 0 = the task's default: 8, or for classify from a "
+                              "--data file the longest example's tokens, up to block_size (the examples cut "
+                              "are counted)", min=0)
     n_keys: int = option(4, "key/value pairs per example (retrieval task)", min=1)
     task_vocab: int = option(10, "distinct symbols a task draws from", min=2)
     curriculum: int = option(0, "task runs of a segmented model (seg_len): train this many steps at each "
@@ -459,6 +461,8 @@ class TrainConfig(Config):
 
     def __post_init__(self):
         super().__post_init__()
+        if not self.task_len and not (self.task == "classify" and self.data not in ("", "builtin")):
+            self.task_len = 8  # the default of every task but classify from a file, which measures its examples
         if self.min_lr > self.lr:
             raise ConfigError(f"min_lr = {self.min_lr} must not exceed lr = {self.lr}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):

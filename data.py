@@ -371,6 +371,24 @@ def pad_rows(rows: list, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
+def classification_batch(rows: list[list[int]], pad_id: int, labels: list[int] | None = None,
+                         layout: str = DECODER) -> Batch:
+    """Texts to classify as one batch in the layout of the model that reads them: padded ids (mask True at
+    real tokens) as `x` for a decoder or as `src` for an encoder-decoder, and the labels when known."""
+    ids, mask = pad_rows(rows, pad_id)
+    labels = None if labels is None else torch.tensor(labels)
+    if layout == ENCODER_DECODER:
+        return Batch(src=ids, src_mask=mask, labels=labels)
+    return Batch(x=ids, mask=mask, labels=labels)
+
+
+def classify_ids(tokenizer: Tokenizer, text: str, pair: str | None = None) -> list[int]:
+    """A text to classify as ids, whole: its characters' tokens, or for a sentence pair `text <sep> pair`; an
+    empty text is one `<unk>`, so that it still has a position to pool."""
+    ids = tokenizer.encode(text) + ([] if pair is None else [tokenizer.sep_id] + tokenizer.encode(pair))
+    return ids or [tokenizer.unk_id]
+
+
 class Task:
     """A seeded generator of (prompt, answer) examples over a small symbol alphabet.
 
@@ -380,6 +398,8 @@ class Task:
     encoder-decoder (source = prompt; decoder input = `<bos>` + answer[:-1]; targets = answer)."""
     name = "task"
     n_classes = 0  # a classification task says how many labels it has
+    labels: tuple = ()  # a classification task's label names, index = class id (saved with a run: labels.json)
+    note = ""  # what reading the data changed, said when a run starts and kept in its README
 
     def __init__(self, task_len: int = 8, task_vocab: int = 10, n_keys: int = 4):
         if task_vocab > len(SYMBOLS):
@@ -389,8 +409,9 @@ class Task:
         self.first = self.tokenizer.vocab_size - len(self.alphabet())  # id of the first symbol
 
     @classmethod
-    def from_config(cls, tcfg) -> "Task":
-        """The task with the TrainConfig fields it reads."""
+    def from_config(cls, tcfg, block_size: int | None = None) -> "Task":
+        """The task with the TrainConfig fields it reads; `block_size`, the longest sequence the model takes,
+        matters to a task whose length comes from its data (classify)."""
         return cls(task_len=tcfg.task_len, task_vocab=tcfg.task_vocab, n_keys=tcfg.n_keys)
 
     def alphabet(self) -> str:
@@ -582,7 +603,7 @@ class Majority(Task):
             raise ValueError(f"majority needs 2 <= n_keys (= {n_keys}) <= task_vocab (= {task_vocab}) classes "
                              f"and task_len >= 2 (= {task_len})")
         super().__init__(task_len, task_vocab, n_keys)
-        self.n_classes = n_keys
+        self.n_classes, self.labels = n_keys, [str(k) for k in range(n_keys)]
 
     def texts(self, n: int, rng: np.random.Generator) -> tuple[list[list[int]], list[int]]:
         rows, labels = [], []
@@ -596,15 +617,8 @@ class Majority(Task):
         return rows, labels
 
     def batch(self, batch_size, rng, layout=DECODER):
-        return self.rows_batch(*self.texts(batch_size, rng), layout)
-
-    def rows_batch(self, rows: list[list[int]], labels: list[int], layout=DECODER) -> Batch:
-        """Padded ids (mask True at real tokens) and labels, in the layout of the model."""
-        ids, mask = pad_rows(rows, self.tokenizer.pad_id)
-        labels = torch.tensor(labels)
-        if layout == ENCODER_DECODER:
-            return Batch(src=ids, src_mask=mask, labels=labels)
-        return Batch(x=ids, mask=mask, labels=labels)
+        rows, labels = self.texts(batch_size, rng)
+        return classification_batch(rows, self.tokenizer.pad_id, labels, layout)
 
     @property
     def seq_len(self) -> int:
@@ -618,8 +632,8 @@ class Majority(Task):
         ids, mask = (batch.src, batch.src_mask) if batch.src is not None else (batch.x, batch.mask)
         with torch.no_grad():
             pred = model.eval()(batch).logits.argmax(-1)
-        return "\n".join(f"{self.tokenizer.decode(ids[i][mask[i]].tolist())} -> {int(pred[i])} "
-                         f"(true {int(batch.labels[i])})" for i in range(min(n, len(pred))))
+        return "\n".join(f"{self.tokenizer.decode(ids[i][mask[i]].tolist())} -> {self.labels[pred[i]]} "
+                         f"(true {self.labels[batch.labels[i]]})" for i in range(min(n, len(pred))))
 
     def score(self, model, batches):
         was_training = model.training
@@ -803,7 +817,9 @@ class DataFileError(ValueError):
 
 def read_table(path: Path, columns: list[str]) -> list[tuple[int, list[str]]]:
     """The given columns of a TSV (tab-separated, no quoting, GLUE's format) or CSV (`.csv`, quoted fields)
-    file with a header line: [(line number, [value per column])], blank lines skipped."""
+    file with a header line: [(line number, [value per column])], blank lines skipped. A row with more fields
+    than the header (a tab inside a TSV text, an unquoted comma in a CSV one) is refused: its fields would
+    otherwise be read into the wrong columns."""
     if not path.is_file():
         raise DataFileError(f"{path}: no such file")
     tsv = path.suffix.lower() != ".csv"
@@ -823,6 +839,11 @@ def read_table(path: Path, columns: list[str]) -> list[tuple[int, list[str]]]:
             for row in reader:
                 if not any(v.strip() for v in row):
                     continue
+                if len(row) > len(header):
+                    fix = ("a tab inside a text splits it: remove the tab" if tsv else
+                           'a comma inside a text splits it unless the field is quoted: "a, b"')
+                    raise DataFileError(f"{path}, line {reader.line_num}: {len(row)} fields, but the header has "
+                                        f"{len(header)} ({header}); the extra: {row[len(header):]}; {fix}")
                 for c, i in zip(columns, index):
                     if i >= len(row):
                         raise DataFileError(f"{path}, line {reader.line_num}, column {c!r}: missing (the row has "
@@ -842,55 +863,78 @@ class Classify(Majority):
     Validation: the GLUE sibling of the file (`dev.tsv` or `validation.tsv` next to `train.tsv`, same
     extension) when there is one, else a seeded 10% of the rows held out; every validation row is scored.
     Characters are the tokens (a CharTokenizer over the training texts; others become <unk>); a pair is
-    `text <sep> pair`; examples are cut to task_len tokens. Labels are the distinct training values,
-    sorted. Without a file (`--data builtin`, the default) it is the built-in `majority` task (no download)."""
+    `text <sep> pair`. Length: task_len 0 (the default) takes it from the data, the longest example's tokens
+    up to `block_size` (the model's); task_len N cuts at N tokens. How many examples were cut is said in
+    `note`. Labels are the distinct training values, sorted; an empty label is refused, with its file and
+    line, as is a validation label the training file does not have. Without a file (`--data builtin`, the
+    default) it is the built-in `majority` task (no download), 8 symbols long unless task_len says."""
     name = "classify"
 
-    def __init__(self, task_len: int = 8, task_vocab: int = 10, n_keys: int = 4, data: str = "builtin",
-                 text_column: str = "sentence", text_pair_column: str = "", label_column: str = "label"):
+    def __init__(self, task_len: int = 0, task_vocab: int = 10, n_keys: int = 4, data: str = "builtin",
+                 text_column: str = "sentence", text_pair_column: str = "", label_column: str = "label",
+                 block_size: int | None = None):
         self.path = None if data in ("", "builtin") else Path(data)
         if self.path is None:
-            super().__init__(task_len, task_vocab, n_keys)
+            super().__init__(task_len or 8, task_vocab, n_keys)
             return
         columns = [text_column] + ([text_pair_column] if text_pair_column else []) + [label_column]
         train = read_table(self.path, columns)
-        self.labels = sorted({v[-1].strip() for _, v in train})
+        self.label_column = label_column
+        self.labels = sorted({v[-1].strip() for _, v in train} - {""})
         if len(self.labels) < 2:
-            raise DataFileError(f"{self.path}, column {label_column!r}: one label only ({self.labels}); "
-                                f"classification needs at least 2")
+            found = f"one label only ({self.labels})" if self.labels else "no label (every one is empty)"
+            raise DataFileError(f"{self.path}, column {label_column!r}: {found}; classification needs at least 2")
         val_path = next((p for p in (self.path.with_name(n + self.path.suffix) for n in ("dev", "validation"))
                          if p != self.path and p.is_file()), None)
         if val_path is not None:
             val = read_table(val_path, columns)
-            for line, v in val:
-                if v[-1].strip() not in self.labels:
-                    raise DataFileError(f"{val_path}, line {line}, column {label_column!r}: label {v[-1]!r} is not "
-                                        f"among the training labels {self.labels} of {self.path}")
         else:
+            val_path = self.path
             order = np.random.default_rng(0).permutation(len(train))
             n_val = max(1, int(len(train) * VAL_FRACTION))
             val, train = [train[i] for i in order[:n_val]], [train[i] for i in order[n_val:]]
         self.chars = "".join(sorted({c for _, v in train for t in v[:-1] for c in t}))
         Task.__init__(self, task_len, task_vocab, n_keys)
+        train_rows, self.train_labels = self.encode_rows(train, self.path)
+        val_rows, self.val_labels = self.encode_rows(val, val_path)
         self.n_classes = len(self.labels)
-        self.train_rows, self.train_labels = self.encode_rows(train)
-        self.val_rows, self.val_labels = self.encode_rows(val)
+        longest = max(map(len, train_rows + val_rows))
+        self.task_len = task_len or min(longest, block_size or longest)
+        self.train_rows, self.val_rows = ([r[:self.task_len] for r in rows] for rows in (train_rows, val_rows))
+        self.note = self.length_note(task_len, longest, [sum(len(r) > self.task_len for r in rows)
+                                                         for rows in (train_rows, val_rows)])
 
     @classmethod
-    def from_config(cls, tcfg) -> "Classify":
+    def from_config(cls, tcfg, block_size=None) -> "Classify":
         return cls(tcfg.task_len, tcfg.task_vocab, tcfg.n_keys, tcfg.data, tcfg.text_column,
-                   tcfg.text_pair_column, tcfg.label_column)
+                   tcfg.text_pair_column, tcfg.label_column, block_size)
 
     def alphabet(self) -> str:
         return super().alphabet() if self.path is None else self.chars
 
-    def encode_rows(self, rows) -> tuple[list[list[int]], list[int]]:
-        tok, ids, labels = self.tokenizer, [], []
-        for _, v in rows:
-            text = tok.encode(v[0]) + ([tok.sep_id] + tok.encode(v[1]) if len(v) == 3 else [])
-            ids.append(text[:self.task_len] or [tok.unk_id])   # an empty text still has a position
-            labels.append(self.labels.index(v[-1].strip()))
-        return ids, labels
+    def encode_rows(self, rows, path: Path) -> tuple[list[list[int]], list[int]]:
+        """The whole ids and the class id of each (line, values) row read from `path`."""
+        ids = [classify_ids(self.tokenizer, v[0], v[1] if len(v) == 3 else None) for _, v in rows]
+        return ids, [self.label_id(v[-1], path, line) for line, v in rows]
+
+    def label_id(self, value: str, path: Path, line: int) -> int:
+        """The class id of the label `value` read at `path`, `line`; an empty label, or one the training file
+        does not have, is a DataFileError naming both and the valid labels."""
+        label = value.strip()
+        if label not in self.labels:
+            what = "the label is empty" if not label else f"label {value!r} is not among the training labels"
+            raise DataFileError(f"{path}, line {line}, column {self.label_column!r}: {what}; every row needs one "
+                                f"of {self.labels}, the labels of {self.path}")
+        return self.labels.index(label)
+
+    def length_note(self, task_len: int, longest: int, cut: list[int]) -> str:
+        """What the length did to the examples: `cut` counts the training and the validation ones it cut."""
+        total = len(self.train_labels) + len(self.val_labels)
+        if not sum(cut):
+            return f"classify: {total:,} examples, the longest {longest} tokens: none cut"
+        why, fix = ("task_len", "--task_len") if task_len else ("block_size", "--block_size")
+        return (f"classify: {sum(cut):,} of {total:,} examples cut to {why} = {self.task_len} tokens ({cut[0]:,} "
+                f"training, {cut[1]:,} validation; the longest has {longest}): raise {fix} to keep them whole")
 
     def texts(self, n, rng):
         if self.path is None:
@@ -902,7 +946,8 @@ class Classify(Majority):
         """The built-in task: n seeded batches; a file: every validation row, in order."""
         if self.path is None:
             return super().val_batches(n, batch_size, seed, layout)
-        return [self.rows_batch(self.val_rows[i:i + batch_size], self.val_labels[i:i + batch_size], layout)
+        return [classification_batch(self.val_rows[i:i + batch_size], self.tokenizer.pad_id,
+                                     self.val_labels[i:i + batch_size], layout)
                 for i in range(0, len(self.val_rows), batch_size)]
 
     @property
@@ -1074,11 +1119,14 @@ TASKS = {"copy": Copy, "reverse": Reverse, "retrieval": Retrieval, "sqeq": Quadr
          "hmu_hierarchical": HMUHierarchical, "hmu_repetitive": HMURepetitive, "classify": Classify}
 
 
-def make_task(name: str, task_len: int = 8, task_vocab: int = 10, n_keys: int = 4, **options) -> Task:
-    """Task `name`; `options` are a task's own (classify: data, text_column, text_pair_column, label_column)."""
+def make_task(name: str, task_len: int = 0, task_vocab: int = 10, n_keys: int = 4, **options) -> Task:
+    """Task `name`; task_len 0 leaves the task's own default (8 symbols; classify from a file: the longest
+    example); `options` are a task's own (classify: data, text_column, text_pair_column, label_column,
+    block_size)."""
     if name not in TASKS:
         raise ValueError(f"task = {name!r} is not valid; choose one of {sorted(TASKS)}")
-    return TASKS[name](task_len=task_len, task_vocab=task_vocab, n_keys=n_keys, **options)
+    return TASKS[name](**({"task_len": task_len} if task_len else {}), task_vocab=task_vocab, n_keys=n_keys,
+                       **options)
 
 
 def curriculum_stages(task: Task, seg_len: int) -> list[Task]:
@@ -1097,11 +1145,12 @@ def curriculum_stages(task: Task, seg_len: int) -> list[Task]:
     return stages + [task]
 
 
-def task_from_config(tcfg) -> Task:
-    """The task a TrainConfig names, with the fields it reads."""
+def task_from_config(tcfg, block_size: int | None = None) -> Task:
+    """The task a TrainConfig names, with the fields it reads; `block_size`: the model's, the most a length
+    taken from the data may be (classify)."""
     if tcfg.task not in TASKS:
         raise ValueError(f"task = {tcfg.task!r} is not valid; choose one of {sorted(TASKS)}")
-    return TASKS[tcfg.task].from_config(tcfg)
+    return TASKS[tcfg.task].from_config(tcfg, block_size)
 
 
 @torch.no_grad()

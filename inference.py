@@ -3,6 +3,7 @@ state (a KV cache for GPT, the memory for segment-recurrent models) or by recomp
 
     python inference.py trained/<run> --prompt "The " --max_new_tokens 200 --temperature 0.8 --top_k 50
     python inference.py trained/<finetuned run> --prompt ""     # one record from <bos>, up to its <eos>
+    python inference.py trained/<classifier run> --prompt "a fine film"   # its label, with the probability
 
 Sampling filters, applied in this order to the last position's logits:
 - temperature T: logits / T; T = 0 means greedy (argmax);
@@ -19,6 +20,12 @@ An empty prompt starts from `<bos>` alone: a model finetuned on records (`train.
 record `<bos> record <eos>`) then writes a record from scratch and stops at its end; `bos=True` puts `<bos>`
 before every prompt, as those records were trained (the command line does so for a run trained on records).
 
+A classifier (a run of `train.py --task classify`, or `majority`) generates nothing: `classify` gives each text's labels
+with their probabilities, most likely first, the text read as training read its examples and cut to the
+model's block_size (the longest example it was trained on); a sentence pair is the two texts separated by a
+tab. The command line prints the most likely label of each prompt with its probability, then the next two;
+the sampling flags do not apply.
+
 Context: a model with a fixed window (`model.max_context`, the block size for GPT) sees at most that many
 tokens. Without the cache each step recomputes the last window; with the cache, when the cache is full it is
 rebuilt from the last half window (so cached and uncached outputs agree exactly within the window, and
@@ -29,9 +36,11 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+from typing import NamedTuple
 
 import torch
 
+from data import classification_batch, classify_ids, layout_of
 from modules import ENCODER_DECODER, Batch
 
 
@@ -240,6 +249,9 @@ def generate(model, tokenizer, prompt, max_new_tokens: int = 100, temperature: f
     The arguments are checked first (`check_sampling`). `on_text`: a function called with each piece of new
     text as it is generated (e.g. `print` with `end="", flush=True`); for a single prompt string, beams = 1."""
     check_sampling(max_new_tokens, temperature, top_k, top_p, min_p, beams)
+    if getattr(model, "classifies", False):
+        raise ValueError("the model is a classifier: its head gives class logits, not next-token ones, so it "
+                         "generates nothing; use classify(model, tokenizer, texts, labels)")
     if on_text is not None and not (isinstance(prompt, str) and beams == 1):
         raise SamplingError("on_text streams one prompt sampled token by token: give a single prompt string "
                             "and beams = 1")
@@ -279,9 +291,41 @@ def generate(model, tokenizer, prompt, max_new_tokens: int = 100, temperature: f
     return outputs[0] if isinstance(prompt, str) else outputs
 
 
+class Prediction(NamedTuple):
+    """A classified text: `ranked`, every (label, probability), most likely first; `cut`, how many tokens at
+    its end the model did not read (0: it read the whole text)."""
+    ranked: list
+    cut: int
+
+
+@torch.no_grad()
+def classify(model, tokenizer, texts, labels: list[str], pairs: bool = False):
+    """The labels of `texts` (a string, or a list of strings) under a classifier: a Prediction, or a list.
+    A text is read as training read its examples (`data.classify_ids`: characters, `text <sep> pair` for a
+    pair) and cut to the model's block_size; with `pairs` (a run trained on sentence pairs) each text holds
+    the two texts separated by a tab. `labels`: the name of each class id (`tools.load_labels`)."""
+    if not getattr(model, "classifies", False):
+        raise ValueError("the model has a language-model head, not a classification one: use generate()")
+    one = isinstance(texts, str)
+    rows = []
+    for text in [texts] if one else texts:
+        if pairs and "\t" not in text:
+            raise ValueError(f"{text!r} is one text, and the model classifies sentence pairs: give the two "
+                             f"texts separated by a tab, e.g. 'first text\\tsecond text'")
+        rows.append(classify_ids(tokenizer, *text.split("\t", 1)) if pairs else classify_ids(tokenizer, text))
+    limit = model.cfg.block_size
+    batch = classification_batch([r[:limit] for r in rows], tokenizer.pad_id, layout=layout_of(type(model)))
+    device = next(model.parameters()).device
+    probs = model.eval()(batch.to(device)).logits.float().softmax(-1).cpu()
+    out = [Prediction([(labels[k], float(p[k])) for k in p.argsort(descending=True)], max(0, len(r) - limit))
+           for r, p in zip(rows, probs)]
+    return out[0] if one else out
+
+
 def main(argv=None) -> int:
-    from tools import ArgParser, load_run, set_threads
-    p = ArgParser(prog="inference.py", description="Generate text from a trained run folder.")
+    from tools import ArgParser, load_labels, load_run, set_threads
+    p = ArgParser(prog="inference.py", description="Generate text from a trained run folder, or classify texts "
+                                                   "with a classifier run.")
     p.add_argument("run", help="run folder (a path, or a name under trained/), e.g. trained/gpt-builtin-reference")
     p.add_argument("--prompt", action="append", help="prompt text (repeat the flag for a batch); \"\" starts from "
                                                      "<bos> alone; default: a newline, or \"\" for a run trained "
@@ -308,8 +352,11 @@ def main(argv=None) -> int:
     set_threads(1)
     try:
         model, cfgs, tok = load_run(a.run, "best_model" if a.best else "model", device=a.device)
+        labels = load_labels(a.run, cfgs["model"].n_classes) if model.classifies else None
     except (FileNotFoundError, ValueError) as e:
         p.error(str(e))
+    if model.classifies:
+        return print_labels(p, a, model, cfgs, tok, labels)
     records = cfgs["train"].records
     prompts = a.prompt or ["" if records else "\n"]
     kw = dict(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
@@ -323,6 +370,26 @@ def main(argv=None) -> int:
     for prompt, out in zip(prompts, generate(model, tok, prompts, **kw)):
         print(prompt + out)
         print("-" * 40)
+    return 0
+
+
+def print_labels(parser, args, model, cfgs, tokenizer, labels: list[str]) -> int:
+    """The command line on a classifier: each prompt, its most likely label with its probability, then the
+    next two."""
+    if not args.prompt:
+        parser.error(f"{args.run} is a classifier (labels {labels}): give the text to classify with --prompt TEXT "
+                     f"(repeat the flag for several)")
+    try:
+        predictions = classify(model, tokenizer, args.prompt, labels, pairs=bool(cfgs["train"].text_pair_column))
+    except ValueError as e:
+        parser.error(f"--prompt {e}")
+    for prompt, (ranked, cut) in zip(args.prompt, predictions):
+        (label, prob), *others = ranked
+        then = ", ".join(f"{name} ({q:.3f})" for name, q in others[:2])
+        print(f"{prompt} -> {label} ({prob:.3f})" + (f"; then {then}" if then else ""))
+        if cut:
+            print(f"  (its last {cut} tokens were not read: the model reads {model.cfg.block_size} at most, the "
+                  f"longest example it was trained on)")
     return 0
 
 

@@ -3,14 +3,14 @@ learning-rate schedule, atomic file writes, and run folders (write, list, load).
 
 A run folder (`trained/<run>/`) holds `model_config.json`, `train_config.json`, `tokenizer.json`,
 `model.pt` (last weights), `best_model.pt` (best validation loss), `checkpoint.pt` (everything needed to
-resume), `log.csv` and a `README.md`. Weights are plain state dicts, loaded with `weights_only=True`, so
-loading a run never executes code from the file.
+resume), `log.csv` and a `README.md`; a classifier's also `labels.json` (its label names). Weights are plain
+state dicts, loaded with `weights_only=True`, so loading a run never executes code from the file.
 
 Nothing is lost: a folder that holds a run is never trained into again unless asked (`prepare_run_folder`);
 a process that writes a run folder holds its lock file (`RunLock`), so a second writer is refused; Ctrl-C and
-SIGTERM stop a run at the next step boundary (`Interrupts`), so what it saves resumes exactly. Every error is clear: a run folder's parts
-are checked against each other when it is loaded (`load_run`), and a wrong part raises `RunFolderError`
-naming the file and what is wrong with it.
+SIGTERM stop a run at the next step boundary (`Interrupts`), so what it saves resumes exactly. Every error is
+clear: a run folder's parts are checked against each other when it is loaded (`load_run`), and a wrong part
+raises `RunFolderError` naming the file and what is wrong with it.
 """
 from __future__ import annotations
 
@@ -286,8 +286,8 @@ class ArgParser(argparse.ArgumentParser):
 
 
 # --- run folders: claim, lock, signals ---------------------------------------------------------------
-RUN_FILES = ("model_config.json", "train_config.json", "tokenizer.json", "model.pt", "best_model.pt",
-             "checkpoint.pt", "log.csv", "README.md", "summary.json", "evaluation.json")
+RUN_FILES = ("model_config.json", "train_config.json", "tokenizer.json", "labels.json", "model.pt",
+             "best_model.pt", "checkpoint.pt", "log.csv", "README.md", "summary.json", "evaluation.json")
 LOCK_FILE = "training.lock"
 _HELD: set[Path] = set()  # lock files this process holds
 
@@ -673,6 +673,20 @@ def check_state_dict(state: dict, model, path, config_name: str = "model_config.
             problems.append(f"unexpected {extra[:3]}" + (f" and {len(extra) - 3} more" if len(extra) > 3 else ""))
     raise RunFolderError(f"{path} does not fit {config_name}: " + "; ".join(problems)
                          + f". The weights and {config_name} come from different models")
+
+
+def load_labels(run_dir, n_classes: int) -> list[str]:
+    """The label names of a classifier run, index = class id, from its labels.json; a run saved before
+    train.py wrote that file gets its class ids ("0", "1", ...). A file that does not list n_classes names
+    (model_config.json's) is a RunFolderError naming it."""
+    path = find_run(run_dir) / "labels.json"
+    if not path.exists():
+        return [str(k) for k in range(n_classes)]
+    labels = load_json(path)
+    if not (isinstance(labels, list) and len(labels) == n_classes and all(isinstance(x, str) for x in labels)):
+        raise RunFolderError(f"{path} holds {labels!r}, but model_config.json says n_classes = {n_classes}: "
+                             f"it should be a JSON list of {n_classes} label names, one per class id")
+    return labels
 
 
 def load_run(run_dir, which: str = "model", device: str = "cpu"):

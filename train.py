@@ -60,19 +60,21 @@ class Source:
     val: list                   # fixed validation batches
     task: object = None         # the Task, when training on one (adds its metrics: val_acc, ...)
     name: str = ""
-    note: str = ""              # how the text was fitted to a tokenizer not built from it (data.fit_texts)
+    note: str = ""              # what reading the data changed, said at the start and kept in the README: how
+                                # the text was fitted to a tokenizer not built from it (data.fit_texts), how
+                                # many classify examples were cut
 
 
 def make_source(mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True,
                 processes: int = 1, tokenizer: Tokenizer | None = None) -> tuple[Source, ModelConfig]:
     """The data of `tcfg` and the model config completed with what the data decides (vocab size; for a
-    task, the tokenizer and the sequence length). A training batch holds batch_size examples for each of
-    `processes` processes: every process draws the same global batch and takes its own rows. `tokenizer`:
-    the one to read a corpus with (a finetune's, which its text is fitted to), instead of mcfg.tokenizer built
-    from the text."""
+    task, the tokenizer, the sequence length and the classes; a length classify takes from its data is at
+    most mcfg.block_size). A training batch holds batch_size examples for each of `processes` processes:
+    every process draws the same global batch and takes its own rows. `tokenizer`: the one to read a corpus
+    with (a finetune's, which its text is fitted to), instead of mcfg.tokenizer built from the text."""
     batch_size = tcfg.batch_size * processes
     if tcfg.task:
-        task = task_from_config(tcfg)
+        task = task_from_config(tcfg, mcfg.block_size)
         mcfg = replace(mcfg, tokenizer=task.tokenizer.name, block_size=task.seq_len,
                        vocab_size=task.tokenizer.vocab_size, n_classes=task.n_classes)
         layout = layout_of(model_class(mcfg.arch))  # what the model reads, from its declared capabilities
@@ -84,7 +86,8 @@ def make_source(mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True,
             stages = curriculum_stages(task, mcfg.seg_len)
         stage = lambda step: stages[min(step // max(1, tcfg.curriculum), len(stages) - 1)]
         src = Source(task.tokenizer, lambda rng, step: stage(step).batch(batch_size, rng, layout),
-                     task.val_batches(tcfg.eval_iters, tcfg.batch_size, tcfg.seed + 1, layout), task, tcfg.task)
+                     task.val_batches(tcfg.eval_iters, tcfg.batch_size, tcfg.seed + 1, layout), task, tcfg.task,
+                     task.note)
         return src, mcfg
     if layout_of(model_class(mcfg.arch)) != "decoder":
         raise ConfigError(f"arch = {mcfg.arch!r} is an encoder-decoder: it reads a source and writes a target, "
@@ -335,6 +338,8 @@ class Trainer:
         tools.save_json(self.out / "model_config.json", self.mcfg.to_dict())
         tools.save_json(self.out / "train_config.json", self.tcfg.to_dict())
         self.src.tokenizer.save(self.out / "tokenizer.json")
+        if self.src.task is not None and self.src.task.labels:  # what inference.py names the classes by
+            tools.save_json(self.out / "labels.json", list(self.src.task.labels))
 
     def new_row(self) -> PendingRow:
         return PendingRow(lr=tools.lr_at(self.step, self.tcfg))
@@ -576,7 +581,7 @@ class Trainer:
                  f"A `{s['arch']}` model ({s['params']:,} parameters) trained on `{s['data']}` with the "
                  f"`{s['tokenizer']}` tokenizer (hash `{s['tokenizer_hash']}`): {s['steps']} steps, "
                  f"{s['tokens']:,} tokens, {s['train_seconds']} s of training ({status}).", "",
-                 *([self.finetune_note(), ""] if self.origin else []),
+                 *([self.finetune_note(), ""] if self.origin else [self.src.note, ""] if self.src.note else []),
                  *([note, ""] if note else []),
                  "| " + " | ".join(s) + " |", "|" + "---|" * len(s), "| " + " | ".join(map(str, s.values())) + " |",
                  "", f"Rebuild: `tools.load_run({tools.run_ref(self.out)!r})`; continue: "

@@ -410,3 +410,105 @@ def test_a_prompt_that_mentions_special_tokens_is_text():
     bpe = load("bpe-512")
     m = make(vocab=bpe.vocab_size)
     assert isinstance(generate(m, bpe, "ends with <eos>", max_new_tokens=3, temperature=0), str)
+
+
+# --- a classifier run: the label of each prompt, with its probability --------------------------------
+@pytest.fixture(scope="module")
+def film_classifier(tmp_path_factory):
+    """A tiny GPT classifier trained (in about a second) on test_tasks.film_files: pos or neg."""
+    from test_tasks import film_files
+    from train import Trainer
+    folder = tmp_path_factory.mktemp("films")
+    t = Trainer(model_config("gpt", n_layer=1, d_model=32, n_head=2),
+                TrainConfig(task="classify", data=str(film_files(folder)), max_iters=80, eval_interval=80,
+                            eval_iters=1, batch_size=16, warmup_iters=0, sample_len=0), folder / "run",
+                progress=False, verbose=False).run()
+    assert t.rows[-1]["val_acc"] == 1.0
+    return folder / "run"
+
+
+def test_inference_on_a_classifier_prints_each_prompts_label_and_probability(film_classifier, capsys):
+    from tools import load_labels, load_run
+    assert inference.main([str(film_classifier), "--prompt", "the film was great", "--prompt",
+                           "the film was awful indeed"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    model, cfgs, tok = load_run(film_classifier)
+    labels = load_labels(film_classifier, cfgs["model"].n_classes)
+    pos, neg = inference.classify(model, tok, ["the film was great", "the film was awful indeed"], labels)
+    assert labels == ["neg", "pos"] and pos.ranked[0][0] == "pos" and neg.ranked[0][0] == "neg"
+    assert pos.ranked[0][1] > 0.9 and sum(p for _, p in pos.ranked) == pytest.approx(1.0)
+    assert lines == [f"the film was great -> pos ({pos.ranked[0][1]:.3f}); then neg ({pos.ranked[1][1]:.3f})",
+                     f"the film was awful indeed -> neg ({neg.ranked[0][1]:.3f}); then pos ({neg.ranked[1][1]:.3f})"]
+
+
+def test_a_prompt_longer_than_the_training_examples_is_cut_and_said_so(film_classifier, capsys):
+    from tools import load_labels, load_run
+    model, cfgs, tok = load_run(film_classifier)
+    labels = load_labels(film_classifier, 2)
+    block = cfgs["model"].block_size
+    long, whole = "the film was good" + "!" * (block - 10), "the film was good"
+    cut = inference.classify(model, tok, long, labels)
+    assert cut.cut == len(long) - block and cut.ranked == inference.classify(model, tok, long[:block], labels).ranked
+    assert inference.classify(model, tok, whole, labels).cut == 0            # the control: a text that fits
+    inference.main([str(film_classifier), "--prompt", long])
+    assert f"its last {len(long) - block} tokens were not read: the model reads {block} at most" in \
+        capsys.readouterr().out
+
+
+def test_a_classifier_without_a_prompt_or_given_to_generate_is_refused(film_classifier, capsys):
+    from tools import load_run
+    with pytest.raises(SystemExit) as e:
+        inference.main([str(film_classifier)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "is a classifier (labels ['neg', 'pos']): give the text to classify with --prompt" \
+        in err
+    model, _, tok = load_run(film_classifier)
+    with pytest.raises(ValueError, match="the model is a classifier.*use classify"):
+        generate(model, tok, "the film")
+    with pytest.raises(ValueError, match="a language-model head.*use generate"):
+        inference.classify(make(), TOK, "abc", ["a", "b"])
+
+
+def test_a_run_without_labels_json_names_its_classes_by_id_and_a_wrong_one_is_refused(film_classifier, tmp_path,
+                                                                                       capsys):
+    import shutil
+    from tools import RunFolderError, load_labels
+    run = shutil.copytree(film_classifier, tmp_path / "run")
+    (run / "labels.json").unlink()                                     # a run saved before train.py wrote it
+    assert load_labels(run, 2) == ["0", "1"]
+    inference.main([str(run), "--prompt", "the film was great"])
+    assert capsys.readouterr().out.startswith("the film was great -> 1 (")
+    (run / "labels.json").write_text('["neg", "pos", "meh"]')
+    with pytest.raises(RunFolderError, match=r"labels.json holds \['neg', 'pos', 'meh'\], but model_config.json "
+                                             r"says n_classes = 2"):
+        load_labels(run, 2)
+    with pytest.raises(SystemExit) as e:
+        inference.main([str(run), "--prompt", "the film was great"])
+    assert e.value.code == 2 and "but model_config.json says n_classes = 2" in capsys.readouterr().err
+
+
+def test_a_sentence_pair_classifier_reads_two_texts_separated_by_a_tab(tmp_path, capsys):
+    """A prompt is read as training read the pair (`q1 <sep> q2`); one without a tab is refused, by name."""
+    from data import classification_batch, make_task
+    from tools import load_labels, load_run
+    from train import Trainer
+    path = tmp_path / "pairs.csv"
+    path.write_text("q1,q2,same\nabc,abc,yes\nabc,cab,no\nba,ba,yes\nba,ab,no\nc,c,yes\n", encoding="utf-8")
+    fields = dict(data=str(path), text_column="q1", text_pair_column="q2", label_column="same")
+    Trainer(model_config("gpt", n_layer=1, d_model=16, n_head=2),
+            TrainConfig(task="classify", max_iters=1, eval_interval=1, eval_iters=1, batch_size=2, sample_len=0,
+                        **fields), tmp_path / "run", progress=False, verbose=False).run()
+    model, cfgs, tok = load_run(tmp_path / "run")
+    task = make_task("classify", **fields)
+    row = task.train_rows[[tok.decode(r) for r in task.train_rows].index("abc<sep>cab")]
+    with torch.no_grad():
+        want = model(classification_batch([row], tok.pad_id)).logits.softmax(-1)[0]
+    got = inference.classify(model, tok, "abc\tcab", load_labels(tmp_path / "run", 2), pairs=True)
+    assert dict(got.ranked) == pytest.approx({"no": float(want[0]), "yes": float(want[1])})
+    assert inference.main([str(tmp_path / "run"), "--prompt", "abc\tcab"]) == 0
+    assert capsys.readouterr().out.startswith(f"abc\tcab -> {got.ranked[0][0]} ({got.ranked[0][1]:.3f})")
+    with pytest.raises(SystemExit) as e:
+        inference.main([str(tmp_path / "run"), "--prompt", "abc cab"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--prompt 'abc cab' is one text, and the model classifies sentence pairs: give the " \
+        "two texts separated by a tab" in err

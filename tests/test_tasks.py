@@ -193,3 +193,146 @@ def test_segmented_models_train_through_every_stage(tmp_path, arch, fields):
                             eval_iters=1, sample_len=0), tmp_path / arch, progress=False, verbose=False)
     t.run()
     assert t.step == 7 and np.isfinite(t.rows[-1]["train_loss"]) and np.isfinite(t.rows[-1]["val_loss"])
+
+
+# --- classification from a TSV/CSV file: its length, and the rows it refuses ----------------------------
+FILMS = {"pos": ("good", "great", "fine", "superb"), "neg": ("bad", "dull", "awful", "poor")}
+
+
+def film_files(folder, n_train=40, n_dev=10):
+    """train.tsv and dev.tsv whose every sentence starts with the same 8 characters, 'the film', so that
+    only what comes after them tells the label (pos or neg); both files balanced."""
+    def rows(n, offset):
+        out = ["sentence\tlabel"]
+        for k in range(n):
+            label = ("pos", "neg")[k % 2]
+            tail = " indeed" if (k // 2 + offset) % 3 == 0 else ""
+            out.append(f"the film was {FILMS[label][(k // 2 + offset) % 4]}{tail}\t{label}")
+        return "\n".join(out) + "\n"
+    (folder / "dev.tsv").write_text(rows(n_dev, 1), encoding="utf-8")
+    path = folder / "train.tsv"
+    path.write_text(rows(n_train, 0), encoding="utf-8")
+    return path
+
+
+def test_classify_takes_its_length_from_the_data_up_to_block_size(tmp_path):
+    path = film_files(tmp_path)
+    lengths = [len(line.split("\t")[0]) for f in ("train.tsv", "dev.tsv")
+               for line in (tmp_path / f).read_text().splitlines()[1:]]
+    longest = max(lengths)
+    task = make_task("classify", data=str(path))                       # the default: the whole examples
+    assert task.task_len == task.seq_len == longest == 26
+    assert [len(r) for r in task.train_rows + task.val_rows] == lengths
+    assert task.note == f"classify: 50 examples, the longest {longest} tokens: none cut"
+    roomy = make_task("classify", data=str(path), block_size=longest)  # a block that holds them: nothing cut
+    assert roomy.train_rows == task.train_rows and "none cut" in roomy.note
+    capped = make_task("classify", data=str(path), block_size=20)
+    cut = sum(n > 20 for n in lengths)
+    assert capped.seq_len == 20 and max(map(len, capped.train_rows + capped.val_rows)) == 20 and 0 < cut < 50
+    assert f"{cut} of 50 examples cut to block_size = 20 tokens" in capped.note and "--block_size" in capped.note
+    assert f"the longest has {longest}" in capped.note
+    short = make_task("classify", task_len=8, data=str(path), block_size=128)  # an explicit task_len is kept
+    assert short.seq_len == 8 and "50 of 50 examples cut to task_len = 8 tokens (40 training, 10 validation" \
+        in short.note
+    assert {short.tokenizer.decode(r) for r in short.train_rows} == {"the film"}
+
+
+def test_the_task_len_default_is_8_for_every_task_but_classify_from_a_file():
+    from config import TrainConfig
+    assert TrainConfig().task_len == TrainConfig(task="copy").task_len == TrainConfig(task="classify").task_len == 8
+    assert TrainConfig(task="classify", data="train.tsv").task_len == 0     # measured from the file
+    assert TrainConfig(task="classify", data="train.tsv", task_len=12).task_len == 12
+    assert make_task("copy").task_len == make_task("classify").task_len == 8
+
+
+def train_films(tmp_path, name, *flags):
+    """Train a tiny GPT classifier on film_files through the command line; (its run folder, what it printed)."""
+    import train
+    out = tmp_path / name
+    code = train.main(["--task", "classify", "--data", str(tmp_path / "train.tsv"), "--n_layer", "1", "--d_model",
+                       "32", "--n_head", "2", "--max_iters", "80", "--eval_interval", "80", "--eval_iters", "1",
+                       "--batch_size", "16", "--warmup_iters", "0", "--sample_len", "2", "--progress", "false",
+                       "--out", str(out), *flags])
+    assert code == 0
+    return out
+
+
+def test_a_classify_run_reads_whole_sentences_by_default_and_a_short_task_len_scores_chance(tmp_path, capsys):
+    """The label comes after the 8 characters every sentence starts with: cut there (--task_len 8, the old
+    default), every example looks the same and the score is chance, 0.5; the default reads them whole."""
+    import tools
+    from train import make_source
+    film_files(tmp_path)
+    run = train_films(tmp_path, "whole")
+    printed = capsys.readouterr().out
+    summary, note = tools.load_json(run / "summary.json"), "classify: 50 examples, the longest 26 tokens: none cut"
+    assert summary["val_acc"] == 1.0 and note in printed and note in (run / "README.md").read_text()
+    assert tools.load_json(run / "model_config.json")["block_size"] == 26
+    assert tools.load_json(run / "train_config.json")["task_len"] == 0  # a resume measures the file again
+    assert tools.load_json(run / "labels.json") == ["neg", "pos"]
+    cfgs = tools.load_configs(run)                                      # what a resume and load_run rebuild
+    src, mcfg = make_source(cfgs["model"], cfgs["train"], progress=False)
+    assert mcfg == cfgs["model"] and src.note == note
+    # cut to 'the film', every input is the same, so any model, however long trained, gives one answer
+    cut = train_films(tmp_path, "cut", "--task_len", "8", "--max_iters", "2", "--eval_interval", "2")
+    assert tools.load_json(cut / "summary.json")["val_acc"] == 0.5
+    assert "50 of 50 examples cut to task_len = 8 tokens" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("defect, fixed, says", [
+    ("the film was good\t\n", "the film was good\tpos\n",
+     r"train.tsv, line 3, column 'label': the label is empty; every row needs one of \['neg', 'pos'\]"),
+    ("the film was\tgood\tpos\n", "the film was good\tpos\n",
+     r"train.tsv, line 3: 3 fields, but the header has 2 \(\['sentence', 'label'\]\); the extra: \['pos'\]; a tab "
+     r"inside a text splits it"),
+])
+def test_an_empty_label_or_an_extra_field_is_refused_with_its_file_and_line(tmp_path, defect, fixed, says):
+    """Today's file with the defect fixed is read, the same row included (the control)."""
+    from data import DataFileError
+    good = "sentence\tlabel\nthe film was bad\tneg\n{}the film was dull\tneg\nthe film was fine\tpos\n"
+    path = tmp_path / "train.tsv"
+    path.write_text(good.format(defect), encoding="utf-8")
+    with pytest.raises(DataFileError, match=says):
+        make_task("classify", data=str(path))
+    path.write_text(good.format(fixed), encoding="utf-8")
+    task = make_task("classify", data=str(path))
+    assert task.labels == ["neg", "pos"] and len(task.train_rows) + len(task.val_rows) == 4
+
+
+def test_a_file_whose_labels_are_all_empty_says_so(tmp_path):
+    from data import DataFileError
+    path = tmp_path / "train.tsv"
+    path.write_text("sentence\tlabel\ngood\t\nbad\t\n", encoding="utf-8")
+    with pytest.raises(DataFileError, match=r"train.tsv, column 'label': no label \(every one is empty\); "
+                                            r"classification needs at least 2"):
+        make_task("classify", data=str(path))
+    path.write_text("sentence\tlabel\ngood\tpos\nbad\tneg\n", encoding="utf-8")   # the control
+    assert make_task("classify", data=str(path)).labels == ["neg", "pos"]
+
+
+def test_an_unquoted_comma_in_a_csv_text_is_refused_and_a_quoted_one_read(tmp_path):
+    from data import DataFileError
+    path = tmp_path / "films.csv"
+    path.write_text("sentence,label\nbad,neg\ngood, really,pos\nfine,pos\ndull,neg\n", encoding="utf-8")
+    with pytest.raises(DataFileError, match=r"films.csv, line 3: 3 fields, but the header has 2 .*the extra: "
+                                            r"\['pos'\]; a comma inside a text splits it unless the field is quoted"):
+        make_task("classify", data=str(path))
+    path.write_text('sentence,label\nbad,neg\n"good, really",pos\nfine,pos\ndull,neg\n', encoding="utf-8")
+    task = make_task("classify", data=str(path))
+    assert "good, really" in {task.tokenizer.decode(r) for r in task.train_rows + task.val_rows}
+
+
+def test_an_empty_label_in_the_dev_file_is_refused_and_the_command_line_says_so(tmp_path, capsys):
+    import train
+    path = film_files(tmp_path)
+    dev = (tmp_path / "dev.tsv").read_text().splitlines()
+    args = ["--task", "classify", "--data", str(path), "--max_iters", "1", "--out", str(tmp_path / "run")]
+    (tmp_path / "dev.tsv").write_text("\n".join(dev[:4] + ["the film was good\t "] + dev[4:]) + "\n")
+    with pytest.raises(SystemExit) as e:
+        train.main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith(f"train.py: error: {tmp_path / 'dev.tsv'}, line 5, column 'label': "
+                                                "the label is empty") and "Traceback" not in err
+    assert not (tmp_path / "run" / "model.pt").exists()
+    (tmp_path / "dev.tsv").write_text("\n".join(dev) + "\n")                # the control: the file as it was
+    assert make_task("classify", data=str(path)).val_labels == [1, 0] * 5
