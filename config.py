@@ -128,6 +128,16 @@ class ModelConfig(Config):
                                   "positions), first or last (non-padding) token; a causal decoder's last token "
                                   "is the only one that has read the whole input", choices=POOLINGS)
 
+    display_name = "GPT"  # what tables and figures call the architecture (a class attribute, not a field)
+
+    @classmethod
+    def equal_budget(cls, n_layer: int, d_model: int, block_size: int) -> dict:
+        """The fields, beyond the shared ones, that make this architecture the peer of a GPT of `n_layer` layers
+        of width `d_model` at context `block_size`: about the same parameters, the same depth's worth of
+        layers. What experiments/reference.py trains for every registered architecture; {} where the shared
+        fields are enough."""
+        return {}
+
     def __post_init__(self):
         super().__post_init__()
         if MODEL_CONFIGS.get(self.arch) is not type(self):
@@ -196,6 +206,13 @@ class TransformerXLConfig(SegmentConfig):
     mem_len: int = option(32, "hidden states kept per layer as memory (stop-gradient); 0 = no memory (the "
                            "segmented Transformer)", min=0)
 
+    display_name = "Transformer-XL"
+
+    @classmethod
+    def equal_budget(cls, n_layer: int, d_model: int, block_size: int) -> dict:
+        """Four segments per context, each with a memory of one segment's hidden states per layer (no weights)."""
+        return {"seg_len": block_size // 4, "mem_len": block_size // 4}
+
 
 @register("modules.rmt:RMT")
 @dataclass
@@ -215,37 +232,19 @@ class RMTConfig(SegmentConfig):
                               "memory block before it only (ablation: a decoder cannot write it)",
                       choices=("both", "start"))
 
+    display_name = "RMT"
+
+    @classmethod
+    def equal_budget(cls, n_layer: int, d_model: int, block_size: int) -> dict:
+        """Four segments per context; one memory token per 16 channels, at least 2 (the memory's embedding
+        adds n_mem x d_model parameters: 0.1% at width 64)."""
+        return {"seg_len": block_size // 4, "n_mem": max(2, d_model // 16)}
+
     def __post_init__(self):
         super().__post_init__()
         if self.mem_at == "start" and self.n_mem == 0:
             raise ConfigError("mem_at = 'start' needs memory to place: n_mem = 0 has none; set n_mem >= 1 or "
                               "leave mem_at = 'both'")
-
-
-@register("modules.memory_mosaics:MemoryMosaics")
-@dataclass
-class MemoryMosaicsConfig(ModelConfig):
-    """Memory Mosaics (Zhang et al. 2024): contextual associative memories (leaky keys, look-ahead values,
-    Gaussian-kernel retrieval) and a persistent memory in place of attention and the MLP; no positions."""
-    arch: str = option("memory_mosaics", "architecture (this config: memory_mosaics)")
-    pos: str = option("none", "none: Memory Mosaics add no positional embedding (the leaky keys carry order)",
-                      choices=("none",))
-    pmem_size: int = option(0, "key/value pairs per head of the persistent memory; 0 = round(3.5 d_model), "
-                               "which matches a GPT block's 12 d_model^2 weights", min=0)
-    persistent: str = option("pmem", "pmem = the persistent associative memory; mlp = the GPT's MLP instead "
-                                     "(widened to 4.5 d_model hidden for parameter parity)",
-                             choices=("pmem", "mlp"))
-    leaky_form: str = option("chunked", "how the leaky key average is computed: matrix = a (T, T) decay matrix "
-                                        "(clear, memory O(T^2)); chunked = sqrt(T)-sized chunks, memory O(T); "
-                                        "equal up to rounding", choices=("matrix", "chunked"))
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.n_kv_head != self.n_head:
-            raise ConfigError(f"n_kv_head = {self.n_kv_head}: Memory Mosaics have no grouped value heads; "
-                              f"leave it at 0 (= n_head)")
-        if self.pmem_size == 0:
-            self.pmem_size = round(3.5 * self.d_model)
 
 
 @register("modules.transformer:Transformer")
@@ -257,6 +256,7 @@ class TransformerConfig(ModelConfig):
     feed-forward 4D, sinusoidal positions, LayerNorm with biases (the blocks are pre-norm, unlike
     the original's post-norm `nn.Transformer`)."""
     arch: str = option("transformer", "architecture (this config: transformer)")
+    display_name = "Transformer (encoder-decoder)"
     d_model: int = option(256, "model width C; must be divisible by n_head", min=1)
     n_head: int = option(8, "attention heads per layer", min=1)
     n_enc_layer: int = option(0, "encoder layers; 0 = n_layer", min=0)
@@ -284,6 +284,7 @@ class HMUConfig(TransformerConfig):
     encoder`) or on the decoder's output before the head (`hmu_at decoder`). Unlike the original, the VAE
     has a KL term (`kl_weight`; 0 reproduces the original) and evaluation uses the posterior mean."""
     arch: str = option("hmu", "architecture (this config: hmu)")
+    display_name = "HMU Transformer"
     latent_dim: int = option(0, "VAE latent width d_z; 0 = d_model // 2", min=0)
     hmu_gate: bool = option(True, "true = gated fusion (the variant the reported results used); false = the "
                                   "ungated MLP fusion")
@@ -366,6 +367,17 @@ class HourglassConfig(ModelConfig):
                            "attention (repeated vectors attend causally to the short sequence, plus themselves)",
                            choices=("repeat", "linear", "attention"))
 
+    display_name = "Hourglass"
+
+    @classmethod
+    def equal_budget(cls, n_layer: int, d_model: int, block_size: int) -> dict:
+        """The same n_layer layers, a quarter of them (rounded up) at full length before the shortening, half at
+        half length, the rest at full length after it: avg shortening and repeat upsampling add no weights, so
+        the parameters are the GPT's and the compute less (the equal-compute claim is experiments/reproduce.py's).
+        4 layers: '1@1 2@2 1@1'."""
+        pre, mid = -(-n_layer // 4), n_layer // 2
+        return {"hierarchy": f"{pre}@1 {mid}@2 {n_layer - pre - mid}@1", "n_layer": 0}
+
     def __post_init__(self):
         depth = hierarchy_depth(self.hierarchy)
         if self.n_layer == 0:
@@ -374,6 +386,34 @@ class HourglassConfig(ModelConfig):
             raise ConfigError(f"n_layer = {self.n_layer} does not match hierarchy = {self.hierarchy!r}, whose layers "
                               f"sum to {depth}; leave n_layer 0 (derived) or set it to {depth}")
         super().__post_init__()
+
+
+@register("modules.memory_mosaics:MemoryMosaics")
+@dataclass
+class MemoryMosaicsConfig(ModelConfig):
+    """Memory Mosaics (Zhang et al. 2024): contextual associative memories (leaky keys, look-ahead values,
+    Gaussian-kernel retrieval) and a persistent memory in place of attention and the MLP; no positions."""
+    arch: str = option("memory_mosaics", "architecture (this config: memory_mosaics)")
+    pos: str = option("none", "none: Memory Mosaics add no positional embedding (the leaky keys carry order)",
+                      choices=("none",))
+    pmem_size: int = option(0, "key/value pairs per head of the persistent memory; 0 = round(3.5 d_model), "
+                               "which matches a GPT block's 12 d_model^2 weights", min=0)
+    persistent: str = option("pmem", "pmem = the persistent associative memory; mlp = the GPT's MLP instead "
+                                     "(widened to 4.5 d_model hidden for parameter parity)",
+                             choices=("pmem", "mlp"))
+    leaky_form: str = option("chunked", "how the leaky key average is computed: matrix = a (T, T) decay matrix "
+                                        "(clear, memory O(T^2)); chunked = sqrt(T)-sized chunks, memory O(T); "
+                                        "equal up to rounding", choices=("matrix", "chunked"))
+
+    display_name = "Memory Mosaics"  # its defaults already match a GPT block's parameters (pmem_size)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.n_kv_head != self.n_head:
+            raise ConfigError(f"n_kv_head = {self.n_kv_head}: Memory Mosaics have no grouped value heads; "
+                              f"leave it at 0 (= n_head)")
+        if self.pmem_size == 0:
+            self.pmem_size = round(3.5 * self.d_model)
 
 
 @register("modules.hilt:HILT")
@@ -390,6 +430,15 @@ class HILTConfig(ModelConfig):
     mod_start: float = option(0.01, "modulation scale at the start of training", min=0.0)
     mod_end: float = option(0.1, "modulation scale at the end of training, and in evaluation and generation",
                             min=0.0)
+
+    display_name = "HILT"
+
+    @classmethod
+    def equal_budget(cls, n_layer: int, d_model: int, block_size: int) -> dict:
+        """Small inter-layer transformers, one layer each, a quarter of the width (at least 8) with heads of 8
+        channels: +7.6% parameters at width 64, the smallest ILT that still has two heads there."""
+        ilt_dim = max(8, d_model // 4)
+        return {"ilt_dim": ilt_dim, "ilt_heads": ilt_dim // 8, "ilt_layers": 1}
 
     def __post_init__(self):
         super().__post_init__()

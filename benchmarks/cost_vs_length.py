@@ -4,8 +4,8 @@
     python benchmarks/cost_vs_length.py --quick    # T = 128 ... 512, 256 generated tokens: a smoke test (~20 s)
     python benchmarks/cost_vs_length.py --out PATH # the figure there (the JSON beside it, same name .json)
 
-The six architectures of experiments/reference.py at their reference configs (equal parameters: MODEL and
-ARCHS there; 4 layers' worth of width 64, 4 heads, config.py's defaults), random weights (seed 0),
+The architectures of experiments/reference.py at their reference configs (equal parameters: MODEL there and
+each config's `equal_budget`; 4 layers' worth of width 64, 4 heads, config.py's defaults), random weights (seed 0),
 vocab_size 108 (the built-in corpus's characters), one torch thread. Only block_size changes.
 
 1. Training cost against T (T = 128, 256, ..., 4096; batch 1; block_size = T): forward + backward
@@ -59,8 +59,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.hourglass import fwd_bwd  # noqa: E402
-from config import model_config  # noqa: E402
-from experiments.reference import ARCHS, MODEL  # noqa: E402
+from config import MODEL_CONFIGS, model_config  # noqa: E402
+from experiments.reference import MODEL, archs  # noqa: E402
 from inference import generate_ids  # noqa: E402
 from modules import build_model  # noqa: E402
 from tools import atomic_write_text  # noqa: E402
@@ -71,8 +71,7 @@ QUICK = dict(lengths=(128, 256, 512), rounds=3, new=256, gen_rounds=2, bucket=64
 BUDGET_S = 60.0   # timed seconds per (arch, T) at most, roughly: fewer rounds where one step is slow
 PROMPT = 1
 FIGURE = ROOT / "experiments" / "figures" / "cost_vs_length.png"
-LABELS = {"gpt": "GPT", "transformer_xl": "Transformer-XL", "rmt": "RMT", "hourglass": "Hourglass",
-          "memory_mosaics": "Memory Mosaics", "hilt": "HILT"}
+ARCHS = archs(MODEL)  # every registered causal language model at its reference config
 
 
 def build(arch: str, fields: dict, model: dict, block_size: int):
@@ -213,7 +212,7 @@ def figure(train: dict, gen: dict, path: Path, title: str) -> None:
     fig, ax = plt.subplots(1, 3, figsize=(16, 4.8))
     lengths = list(next(iter(train.values())))
     for a in train:
-        kw = dict(marker="o", ms=4, label=LABELS.get(a, a))
+        kw = dict(marker="o", ms=4, label=MODEL_CONFIGS[a].display_name)
         ax[0].plot(lengths, [train[a][T]["time_s"] for T in lengths], **kw)
         ax[1].plot(lengths, [train[a][T]["peak_bytes"] / 2**20 for T in lengths], **kw)
         g = gen[a]

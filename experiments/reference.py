@@ -12,7 +12,8 @@ where it stopped: run the same command again (finished runs are never retrained;
 
 Every model: 4 layers' worth of width 64, 4 heads, RoPE, RMSNorm, GELU MLP, block 128 characters of the
 built-in corpus; AdamW, lr 3e-3 cosine to 3e-4 after 30 warm-up steps, batch 16, 600 steps (1.2 M tokens).
-What each architecture adds, chosen to keep the parameters equal:
+What each architecture adds, chosen to keep the parameters equal (its config's `equal_budget`, so that every
+registered causal language model is in the comparison):
 - transformer_xl: segments of 32 with a memory of the 32 previous positions per layer;
 - rmt: segments of 32 with 4 memory tokens (the 4 x 64 memory embedding: +0.1%);
 - hourglass: `1@1 2@2 1@1` (the same 4 layers, the middle two at half length: avg shortening and repeat
@@ -36,8 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import tools  # noqa: E402
-from config import TrainConfig, model_config  # noqa: E402
+from config import MODEL_CONFIGS, TrainConfig, model_config  # noqa: E402
 from experiments.runner import Spec, evaluation, run_all  # noqa: E402
+from modules import CAUSAL, architectures  # noqa: E402
 
 SEEDS = (0, 1, 2)
 MODEL = dict(tokenizer="char", block_size=128, n_layer=4, d_model=64, n_head=4)
@@ -46,23 +48,20 @@ TRAIN = dict(data="builtin", max_iters=600, batch_size=16, lr=3e-3, min_lr=3e-4,
 QUICK_MODEL = dict(tokenizer="char", block_size=32, n_layer=2, d_model=16, n_head=2)
 QUICK_TRAIN = dict(data="builtin", max_iters=6, batch_size=4, warmup_iters=0, eval_interval=3, eval_iters=1,
                    sample_len=0, threads=1)
-# arch -> fields beyond MODEL (the hourglass's depth comes from its hierarchy)
-ARCHS = {"gpt": {},
-         "transformer_xl": {"seg_len": 32, "mem_len": 32},
-         "rmt": {"seg_len": 32, "n_mem": 4},
-         "hourglass": {"hierarchy": "1@1 2@2 1@1", "n_layer": 0},
-         "memory_mosaics": {},
-         "hilt": {"ilt_dim": 16, "ilt_heads": 2, "ilt_layers": 1}}
-QUICK_ARCHS = {**ARCHS, "transformer_xl": {"seg_len": 8, "mem_len": 8}, "rmt": {"seg_len": 8, "n_mem": 2},
-               "hourglass": {"hierarchy": "1@1 1@2 0@1", "n_layer": 0}, "hilt": {"ilt_dim": 8, "ilt_heads": 1,
-                                                                                 "ilt_layers": 1}}
+
+
+def archs(model: dict) -> dict[str, dict]:
+    """Every registered causal language model -> the fields beyond `model` that make it the peer of a GPT of
+    that size (its config's `equal_budget`): a newly registered architecture joins the comparison by itself."""
+    return {arch: MODEL_CONFIGS[arch].equal_budget(model["n_layer"], model["d_model"], model["block_size"])
+            for arch in architectures(CAUSAL)}
 
 
 def specs(quick: bool = False, seeds=SEEDS) -> list[Spec]:
     """The runs of the comparison, architecture by architecture, seed by seed."""
-    model, train, archs = (QUICK_MODEL, QUICK_TRAIN, QUICK_ARCHS) if quick else (MODEL, TRAIN, ARCHS)
+    model, train = (QUICK_MODEL, QUICK_TRAIN) if quick else (MODEL, TRAIN)
     return [Spec(f"{arch}-s{seed}", model_config(arch, **{**model, **fields}), TrainConfig(**train, seed=seed))
-            for arch, fields in archs.items() for seed in seeds]
+            for arch, fields in archs(model).items() for seed in seeds]
 
 
 def folder(quick: bool = False) -> Path:

@@ -19,9 +19,11 @@ def build_model(cfg) -> LanguageModel:
     return model_class(cfg.arch)(cfg)
 
 
-def architectures() -> dict[str, type]:
-    """arch name -> model class, for every registered architecture (tests iterate over it)."""
-    return {arch: model_class(arch) for arch in MODEL_CONFIGS}
+def architectures(*capabilities: str) -> dict[str, type]:
+    """arch name -> model class, for every registered architecture that declares all of `capabilities` (the
+    generic tests, experiments and benchmarks iterate over it: `architectures(CAUSAL)` are the language models
+    that read a text left to right), in the order they were registered."""
+    return {arch: cls for arch in MODEL_CONFIGS if set(capabilities) <= (cls := model_class(arch)).capabilities}
 
 
 __all__ = ["Batch", "CAPABILITIES", "CAUSAL", "CLASSIFIES", "ENCODER_DECODER", "IGNORE", "LanguageModel",
