@@ -3,10 +3,13 @@
 Every field is annotated and carries its meaning (and, where it is a choice, its valid options) in
 `metadata`, which `train.py --help` prints. Derived values are computed in `__post_init__`, which also
 rejects invalid values with a message naming the field and what would be valid. A config saved with
-`to_dict()` loads back to the same dataclass with `config_from_dict()`.
+`to_dict()` loads back to the same dataclass with `config_from_dict()`; read from a run folder
+(`saved=True`), it must hold every field: a missing one is refused, never given today's default.
 
 Adding an architecture: subclass `ModelConfig`, set `arch`, and decorate it with `@register("modules.FILE:Class")`:
-that line is the registry entry, mapping the name to its config and its model class.
+that line is the registry entry, mapping the name to its config and its model class. Adding a field to an
+existing config: list it in `ADDED_FIELDS` with the value that reproduces the runs saved before it, which lack
+it, so they still load as they were trained.
 """
 from __future__ import annotations
 
@@ -77,11 +80,23 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict):
+    def from_dict(cls, d: dict, saved: bool = False):
+        """The config of fields `d`; a field left out takes its default, unless `saved`: `d` was written by
+        `to_dict()` (a run folder's config), so it must hold every field but those added since it was written
+        (ADDED_FIELDS, which take the value the runs saved before had). Today's default may not be the value
+        a run was trained with: a missing field is refused, naming it and its valid values."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"{cls.__name__} has no field(s) {unknown}; valid fields: {sorted(known)}")
+        if saved:
+            added = ADDED_FIELDS.get(cls, {})
+            missing = [f for f in fields(cls) if f.name not in d and f.name not in added]
+            if missing:
+                raise ConfigError(f"the field(s) {[f.name for f in missing]} are missing; a saved config is never "
+                                  f"completed with today's defaults, which may not be the values the run was "
+                                  f"trained with. Write in the run's values ({'; '.join(map(_valid, missing))})")
+            d = {**{k: v for k, v in added.items() if k not in d}, **d}
         return cls(**d)
 
     @classmethod
@@ -93,6 +108,14 @@ class Config:
 def _field_type(f) -> type | None:
     """The runtime type of a field annotated as a string (`from __future__ import annotations`)."""
     return {"int": int, "float": float, "bool": bool, "str": str}.get(str(f.type))
+
+
+def _valid(f) -> str:
+    """What field `f` may hold, for a message: `norm: one of ['rms', 'layer', 'cosine']`, `d_model: an int >= 1`."""
+    choices, low = f.metadata.get("choices"), f.metadata.get("min")
+    if choices is not None:
+        return f"{f.name}: one of {list(choices)}"
+    return f"{f.name}: a{'n' if str(f.type) == 'int' else ''} {f.type}" + (f" >= {low}" if low is not None else "")
 
 
 POSITIONS = ("learned", "sinusoidal", "rope", "relative")
@@ -470,13 +493,31 @@ class TrainConfig(Config):
                                   f"leave out one of them")
 
 
-def config_from_dict(d: dict) -> Config:
-    """Rebuild a config from `to_dict()` output: a model config if it has `arch`, else a TrainConfig."""
+# Fields added to a config class after run folders had been saved without them: class -> {field: the value
+# every run saved before had, which reproduces it}. A saved config (`from_dict(..., saved=True)`) may lack these
+# and only these; any other missing field is refused, never filled with today's default (gpt2style-builtin's
+# model_config.json without its `norm` and `pos` would load as another model). Classes that came later always
+# saved these fields; so did TrainConfig's for every field not listed.
+_BEFORE_HEADS = {"n_classes": 0, "pooling": "last"}  # 2026-12-04: every model was a language model (pooling unused)
+ADDED_FIELDS: dict[type, dict] = {
+    GPTConfig: _BEFORE_HEADS, TransformerXLConfig: _BEFORE_HEADS, RMTConfig: _BEFORE_HEADS,
+    TrainConfig: {
+        "device": "cpu", "dtype": "float32", "compile": False,  # 2026-12-04: runs trained on the CPU in float32
+        "text_column": "sentence", "text_pair_column": "", "label_column": "label",  # 2026-12-04: --task classify
+        "curriculum": 0,                                         # 2026-12-05: the full task from the start
+        "records": False, "init_from": "",                       # 2026-12-05: a corpus, from a fresh model
+    },
+}
+
+
+def config_from_dict(d: dict, saved: bool = False) -> Config:
+    """Rebuild a config from `to_dict()` output: a model config if it has `arch`, else a TrainConfig.
+    `saved`: `d` was read from a run folder, and must hold every field (see Config.from_dict)."""
     if "arch" not in d:
-        return TrainConfig.from_dict(d)
+        return TrainConfig.from_dict(d, saved)
     if d["arch"] not in MODEL_CONFIGS:
         raise ConfigError(f"arch = {d['arch']!r} is not valid; choose one of {sorted(MODEL_CONFIGS)}")
-    return MODEL_CONFIGS[d["arch"]].from_dict(d)
+    return MODEL_CONFIGS[d["arch"]].from_dict(d, saved)
 
 
 def model_config(arch: str = "gpt", **fields) -> ModelConfig:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+from pathlib import Path
 
 import torch
 
@@ -279,8 +280,19 @@ def generate(model, tokenizer, prompt, max_new_tokens: int = 100, temperature: f
     return outputs[0] if isinstance(prompt, str) else outputs
 
 
+def training_note(folder, which: str) -> str:
+    """For a run a live process is still training ('' otherwise): a one-line note that what is read are the
+    latest weights it saved, and of which step (the last row of its log, written just before them)."""
+    from tools import read_log, run_status
+    if run_status(folder) != "training":
+        return ""
+    step = read_log(Path(folder) / "log.csv")[-1]["step"]
+    weights = f"model.pt of step {step}" if which == "model" else f"best_model.pt, the best up to step {step}"
+    return f"note: {folder} is still being trained; this reads the latest weights it saved, {weights}"
+
+
 def main(argv=None) -> int:
-    from tools import ArgParser, load_run, set_threads
+    from tools import ArgParser, find_run, load_run, set_threads
     p = ArgParser(prog="inference.py", description="Generate text from a trained run folder.")
     p.add_argument("run", help="run folder (a path, or a name under trained/), e.g. trained/gpt-builtin-reference")
     p.add_argument("--prompt", action="append", help="prompt text (repeat the flag for a batch); \"\" starts from "
@@ -310,6 +322,9 @@ def main(argv=None) -> int:
         model, cfgs, tok = load_run(a.run, "best_model" if a.best else "model", device=a.device)
     except (FileNotFoundError, ValueError) as e:
         p.error(str(e))
+    note = training_note(find_run(a.run), "best_model" if a.best else "model")
+    if note:
+        print(note, file=sys.stderr)
     records = cfgs["train"].records
     prompts = a.prompt or ["" if records else "\n"]
     kw = dict(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
