@@ -3,10 +3,13 @@
 Every field is annotated and carries its meaning (and, where it is a choice, its valid options) in
 `metadata`, which `train.py --help` prints. Derived values are computed in `__post_init__`, which also
 rejects invalid values with a message naming the field and what would be valid. A config saved with
-`to_dict()` loads back to the same dataclass with `config_from_dict()`.
+`to_dict()` loads back to the same dataclass with `config_from_dict()`; read from a run folder
+(`saved=True`), it must hold every field: a missing one is refused, never given today's default.
 
 Adding an architecture: subclass `ModelConfig`, set `arch`, and decorate it with `@register("modules.FILE:Class")`:
-that line is the registry entry, mapping the name to its config and its model class.
+that line is the registry entry, mapping the name to its config and its model class. Adding a field to an
+existing config: list it in `ADDED_FIELDS` with the value that reproduces the runs saved before it, which lack
+it, so they still load as they were trained.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass, field, fields
+from typing import ClassVar
 
 MODEL_CONFIGS: dict[str, type] = {}   # arch -> config class
 MODEL_CLASSES: dict[str, object] = {}  # arch -> model class, or "module:Class" imported on first use
@@ -77,11 +81,23 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict):
+    def from_dict(cls, d: dict, saved: bool = False):
+        """The config of fields `d`; a field left out takes its default, unless `saved`: `d` was written by
+        `to_dict()` (a run folder's config), so it must hold every field but those added since it was written
+        (ADDED_FIELDS, which take the value the runs saved before had). Today's default may not be the value
+        a run was trained with: a missing field is refused, naming it and its valid values."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"{cls.__name__} has no field(s) {unknown}; valid fields: {sorted(known)}")
+        if saved:
+            added = ADDED_FIELDS.get(cls, {})
+            missing = [f for f in fields(cls) if f.name not in d and f.name not in added]
+            if missing:
+                raise ConfigError(f"the field(s) {[f.name for f in missing]} are missing; a saved config is never "
+                                  f"completed with today's defaults, which may not be the values the run was "
+                                  f"trained with. Write in the run's values ({'; '.join(map(_valid, missing))})")
+            d = {**{k: v for k, v in added.items() if k not in d}, **d}
         return cls(**d)
 
     @classmethod
@@ -93,6 +109,14 @@ class Config:
 def _field_type(f) -> type | None:
     """The runtime type of a field annotated as a string (`from __future__ import annotations`)."""
     return {"int": int, "float": float, "bool": bool, "str": str}.get(str(f.type))
+
+
+def _valid(f) -> str:
+    """What field `f` may hold, for a message: `norm: one of ['rms', 'layer', 'cosine']`, `d_model: an int >= 1`."""
+    choices, low = f.metadata.get("choices"), f.metadata.get("min")
+    if choices is not None:
+        return f"{f.name}: one of {list(choices)}"
+    return f"{f.name}: a{'n' if str(f.type) == 'int' else ''} {f.type}" + (f" >= {low}" if low is not None else "")
 
 
 POSITIONS = ("learned", "sinusoidal", "rope", "relative")
@@ -128,7 +152,7 @@ class ModelConfig(Config):
                                   "positions), first or last (non-padding) token; a causal decoder's last token "
                                   "is the only one that has read the whole input", choices=POOLINGS)
 
-    display_name = "GPT"  # what tables and figures call the architecture (a class attribute, not a field)
+    display_name: ClassVar[str] = "GPT"  # what tables and figures call the architecture (not a field)
 
     @classmethod
     def equal_budget(cls, n_layer: int, d_model: int, block_size: int) -> dict:
@@ -206,7 +230,7 @@ class TransformerXLConfig(SegmentConfig):
     mem_len: int = option(32, "hidden states kept per layer as memory (stop-gradient); 0 = no memory (the "
                            "segmented Transformer)", min=0)
 
-    display_name = "Transformer-XL"
+    display_name: ClassVar[str] = "Transformer-XL"
 
     @classmethod
     def equal_budget(cls, n_layer: int, d_model: int, block_size: int) -> dict:
@@ -232,7 +256,7 @@ class RMTConfig(SegmentConfig):
                               "memory block before it only (ablation: a decoder cannot write it)",
                       choices=("both", "start"))
 
-    display_name = "RMT"
+    display_name: ClassVar[str] = "RMT"
 
     @classmethod
     def equal_budget(cls, n_layer: int, d_model: int, block_size: int) -> dict:
@@ -256,7 +280,7 @@ class TransformerConfig(ModelConfig):
     feed-forward 4D, sinusoidal positions, LayerNorm with biases (the blocks are pre-norm, unlike
     the original's post-norm `nn.Transformer`)."""
     arch: str = option("transformer", "architecture (this config: transformer)")
-    display_name = "Transformer (encoder-decoder)"
+    display_name: ClassVar[str] = "Transformer (encoder-decoder)"
     d_model: int = option(256, "model width C; must be divisible by n_head", min=1)
     n_head: int = option(8, "attention heads per layer", min=1)
     n_enc_layer: int = option(0, "encoder layers; 0 = n_layer", min=0)
@@ -284,7 +308,7 @@ class HMUConfig(TransformerConfig):
     encoder`) or on the decoder's output before the head (`hmu_at decoder`). Unlike the original, the VAE
     has a KL term (`kl_weight`; 0 reproduces the original) and evaluation uses the posterior mean."""
     arch: str = option("hmu", "architecture (this config: hmu)")
-    display_name = "HMU Transformer"
+    display_name: ClassVar[str] = "HMU Transformer"
     latent_dim: int = option(0, "VAE latent width d_z; 0 = d_model // 2", min=0)
     hmu_gate: bool = option(True, "true = gated fusion (the variant the reported results used); false = the "
                                   "ungated MLP fusion")
@@ -367,7 +391,7 @@ class HourglassConfig(ModelConfig):
                            "attention (repeated vectors attend causally to the short sequence, plus themselves)",
                            choices=("repeat", "linear", "attention"))
 
-    display_name = "Hourglass"
+    display_name: ClassVar[str] = "Hourglass"
 
     @classmethod
     def equal_budget(cls, n_layer: int, d_model: int, block_size: int) -> dict:
@@ -405,7 +429,7 @@ class MemoryMosaicsConfig(ModelConfig):
                                         "(clear, memory O(T^2)); chunked = sqrt(T)-sized chunks, memory O(T); "
                                         "equal up to rounding", choices=("matrix", "chunked"))
 
-    display_name = "Memory Mosaics"  # its defaults already match a GPT block's parameters (pmem_size)
+    display_name: ClassVar[str] = "Memory Mosaics"  # its defaults match a GPT block's parameters (pmem_size)
 
     def __post_init__(self):
         super().__post_init__()
@@ -431,7 +455,7 @@ class HILTConfig(ModelConfig):
     mod_end: float = option(0.1, "modulation scale at the end of training, and in evaluation and generation",
                             min=0.0)
 
-    display_name = "HILT"
+    display_name: ClassVar[str] = "HILT"
 
     @classmethod
     def equal_budget(cls, n_layer: int, d_model: int, block_size: int) -> dict:
@@ -523,13 +547,31 @@ class TrainConfig(Config):
                                   f"leave out one of them")
 
 
-def config_from_dict(d: dict) -> Config:
-    """Rebuild a config from `to_dict()` output: a model config if it has `arch`, else a TrainConfig."""
+# Fields added to a config class after run folders had been saved without them: class -> {field: the value
+# every run saved before had, which reproduces it}. A saved config (`from_dict(..., saved=True)`) may lack these
+# and only these; any other missing field is refused, never filled with today's default (gpt2style-builtin's
+# model_config.json without its `norm` and `pos` would load as another model). Classes that came later always
+# saved these fields; so did TrainConfig's for every field not listed.
+_BEFORE_HEADS = {"n_classes": 0, "pooling": "last"}  # 2026-12-04: every model was a language model (pooling unused)
+ADDED_FIELDS: dict[type, dict] = {
+    GPTConfig: _BEFORE_HEADS, TransformerXLConfig: _BEFORE_HEADS, RMTConfig: _BEFORE_HEADS,
+    TrainConfig: {
+        "device": "cpu", "dtype": "float32", "compile": False,  # 2026-12-04: runs trained on the CPU in float32
+        "text_column": "sentence", "text_pair_column": "", "label_column": "label",  # 2026-12-04: --task classify
+        "curriculum": 0,                                         # 2026-12-05: the full task from the start
+        "records": False, "init_from": "",                       # 2026-12-05: a corpus, from a fresh model
+    },
+}
+
+
+def config_from_dict(d: dict, saved: bool = False) -> Config:
+    """Rebuild a config from `to_dict()` output: a model config if it has `arch`, else a TrainConfig.
+    `saved`: `d` was read from a run folder, and must hold every field (see Config.from_dict)."""
     if "arch" not in d:
-        return TrainConfig.from_dict(d)
+        return TrainConfig.from_dict(d, saved)
     if d["arch"] not in MODEL_CONFIGS:
         raise ConfigError(f"arch = {d['arch']!r} is not valid; choose one of {sorted(MODEL_CONFIGS)}")
-    return MODEL_CONFIGS[d["arch"]].from_dict(d)
+    return MODEL_CONFIGS[d["arch"]].from_dict(d, saved)
 
 
 def model_config(arch: str = "gpt", **fields) -> ModelConfig:

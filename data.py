@@ -247,11 +247,13 @@ def split_records(text: str, where: str) -> list[str]:
 # --- corpora ----------------------------------------------------------------------------------------
 class Corpus:
     """A token stream split into train (first 90%) and validation (last 10%), sampled as windows. `note` says
-    how the text was fitted to a tokenizer not built from it (`fit_texts`), '' when it was not changed."""
+    how the text was fitted to a tokenizer not built from it (`fit_texts`), '' when it was not changed;
+    `source` is what was read (a corpus name or a file's path), named when the text is too short."""
     cache_tag = ""  # tells the cached ids of one text read as a corpus and as records apart
 
-    def __init__(self, ids: np.ndarray, tokenizer: Tokenizer, name: str = "corpus", note: str = ""):
-        self.tokenizer, self.name, self.note = tokenizer, name, note
+    def __init__(self, ids: np.ndarray, tokenizer: Tokenizer, name: str = "corpus", note: str = "",
+                 source: str = ""):
+        self.tokenizer, self.name, self.note, self.source = tokenizer, name, note, source or name
         self.splits = self.split(ids)
 
     def split(self, ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -288,13 +290,13 @@ class Corpus:
             buf = io.BytesIO()
             np.save(buf, ids)
             atomic_write_bytes(path, buf.getvalue())
-        return cls(ids, tok, name=corpus_name(data), note=note)
+        return cls(ids, tok, name=corpus_name(data), note=note, source=data)
 
     def batch(self, split: str, batch_size: int, block_size: int, rng: np.random.Generator) -> Batch:
         """`batch_size` random windows of `block_size` tokens; targets are the inputs shifted by one."""
         ids = self.splits[split]
         if len(ids) <= block_size:
-            raise ValueError(f"the {split} split has {len(ids)} tokens, too few for block_size = {block_size}")
+            raise ValueError(self.too_short(block_size))
         starts = rng.integers(0, len(ids) - block_size, size=batch_size)
         window = np.stack([ids[s:s + block_size + 1] for s in starts]).astype(np.int64)
         w = torch.from_numpy(window)
@@ -304,6 +306,18 @@ class Corpus:
         """The fixed validation set: the same `n` batches at every evaluation."""
         rng = np.random.default_rng(seed)
         return [self.batch("val", batch_size, block_size, rng) for _ in range(n)]
+
+    def too_short(self, block_size: int) -> str:
+        """Why the text cannot give windows of `block_size`: its size and the fewest tokens that would (both
+        splits hold a window of block_size + 1 tokens, the inputs and their next-token targets)."""
+        need = int((block_size + 1) / VAL_FRACTION) - 1  # at or just below the fewest, whatever the rounding
+        while min(map(len, self.split(np.zeros(need)).values())) <= block_size:
+            need += 1
+        have = sum(map(len, self.splits.values()))
+        return (f"{self.source} is too short for block_size = {block_size}: it holds {have:,} tokens of the "
+                f"tokenizer {self.tokenizer.name!r}, and needs at least {need:,} (training and validation, the last "
+                f"{VAL_FRACTION:.0%}, each need a window of block_size + 1 tokens). Use a longer text, or a "
+                f"smaller --block_size")
 
 
 class Records(Corpus):

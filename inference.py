@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -322,8 +323,19 @@ def classify(model, tokenizer, texts, labels: list[str], pairs: bool = False):
     return out[0] if one else out
 
 
+def training_note(folder, which: str) -> str:
+    """For a run a live process is still training ('' otherwise): a one-line note that what is read are the
+    latest weights it saved, and of which step (the last row of its log, written just before them)."""
+    from tools import read_log, run_status
+    if run_status(folder) != "training":
+        return ""
+    step = read_log(Path(folder) / "log.csv")[-1]["step"]
+    weights = f"model.pt of step {step}" if which == "model" else f"best_model.pt, the best up to step {step}"
+    return f"note: {folder} is still being trained; this reads the latest weights it saved, {weights}"
+
+
 def main(argv=None) -> int:
-    from tools import ArgParser, load_labels, load_run, set_threads
+    from tools import ArgParser, find_run, load_labels, load_run, set_threads
     p = ArgParser(prog="inference.py", description="Generate text from a trained run folder, or classify texts "
                                                    "with a classifier run.")
     p.add_argument("run", help="run folder (a path, or a name under trained/), e.g. trained/gpt-builtin-reference")
@@ -355,6 +367,9 @@ def main(argv=None) -> int:
         labels = load_labels(a.run, cfgs["model"].n_classes) if model.classifies else None
     except (FileNotFoundError, ValueError) as e:
         p.error(str(e))
+    note = training_note(find_run(a.run), "best_model" if a.best else "model")
+    if note:
+        print(note, file=sys.stderr)
     if model.classifies:
         return print_labels(p, a, model, cfgs, tok, labels)
     records = cfgs["train"].records

@@ -3,8 +3,10 @@ learning-rate schedule, atomic file writes, and run folders (write, list, load).
 
 A run folder (`trained/<run>/`) holds `model_config.json`, `train_config.json`, `tokenizer.json`,
 `model.pt` (last weights), `best_model.pt` (best validation loss), `checkpoint.pt` (everything needed to
-resume), `log.csv` and a `README.md`; a classifier's also `labels.json` (its label names). Weights are plain
-state dicts, loaded with `weights_only=True`, so loading a run never executes code from the file.
+resume), `log.csv`, a `README.md` and `summary.json` (what the run is, written when it starts, among which the
+tokenizer's hash; its figures, added when it stops); a classifier's also `labels.json` (its label names).
+Weights are plain state dicts, loaded with `weights_only=True`, so loading a run never executes code from the
+file.
 
 Nothing is lost: a folder that holds a run is never trained into again unless asked (`prepare_run_folder`);
 a process that writes a run folder holds its lock file (`RunLock`), so a second writer is refused; Ctrl-C and
@@ -601,8 +603,8 @@ def find_run(run_dir) -> Path:
 
 
 def load_configs(run_dir) -> dict:
-    """{"model": ModelConfig, "train": TrainConfig} of a run folder; a missing, malformed or invalid config
-    raises RunFolderError naming the file."""
+    """{"model": ModelConfig, "train": TrainConfig} of a run folder; a missing, malformed or invalid config,
+    or one that lacks a field (config.ADDED_FIELDS aside), raises RunFolderError naming the file."""
     from config import ConfigError, ModelConfig, TrainConfig, config_from_dict
     run_dir, cfgs = Path(run_dir), {}
     for key, name, cls in (("model", "model_config.json", ModelConfig), ("train", "train_config.json", TrainConfig)):
@@ -610,7 +612,7 @@ def load_configs(run_dir) -> dict:
         if not isinstance(d, dict):
             raise RunFolderError(f"{run_dir / name} holds a JSON {type(d).__name__}, not an object of config fields")
         try:
-            cfg = config_from_dict(d)
+            cfg = config_from_dict(d, saved=True)
         except (ConfigError, TypeError) as e:
             raise RunFolderError(f"{run_dir / name}: {e}") from None
         if not isinstance(cfg, cls):
@@ -629,6 +631,28 @@ def check_tokenizer(tokenizer, mcfg, path) -> None:
     if tokenizer.name != mcfg.tokenizer:
         raise RunFolderError(f"{path} is the tokenizer {tokenizer.name!r} but model_config.json says tokenizer = "
                              f"{mcfg.tokenizer!r}")
+
+
+def load_tokenizer(run_dir, mcfg):
+    """The tokenizer of a run folder, checked against its model config `mcfg` (`check_tokenizer`) and against
+    the hash summary.json recorded when the run began: a tokenizer of the same size that decodes the ids to
+    other text (two characters swapped) is refused too. An unreadable or wrong tokenizer.json raises
+    RunFolderError naming it (and summary.json). A folder without summary.json has no record to check."""
+    from tokenizers import Tokenizer, TokenizerFileError
+    path = Path(run_dir) / "tokenizer.json"
+    try:
+        tokenizer = Tokenizer.load(path)
+    except TokenizerFileError as e:
+        raise RunFolderError(str(e)) from None
+    check_tokenizer(tokenizer, mcfg, path)
+    summary = Path(run_dir) / "summary.json"
+    recorded = load_json(summary) if summary.exists() else {}
+    recorded = recorded.get("tokenizer_hash") if isinstance(recorded, dict) else None
+    if recorded is not None and recorded != tokenizer.hash():
+        raise RunFolderError(f"{path} is not the tokenizer this run was trained with: its hash is "
+                             f"{tokenizer.hash()}, but {summary} records {recorded} (the model's ids would "
+                             f"decode to other text); put back the run's own tokenizer.json")
+    return tokenizer
 
 
 def check_state_dict(state: dict, model, path, config_name: str = "model_config.json") -> None:
@@ -694,21 +718,16 @@ def load_run(run_dir, which: str = "model", device: str = "cpu"):
 
     run_dir: a path to a run folder (anywhere), or the name of a folder under trained/.
     which: "model" (last weights) or "best_model" (lowest validation loss).
-    The parts are checked against each other (configs valid, tokenizer of the model's size and name, weights
-    of the model's names and shapes, weights without code): a wrong part raises RunFolderError naming the
-    file and what is wrong."""
+    The parts are checked against each other (configs valid and complete, tokenizer of the model's size and
+    name and of the hash recorded in training, weights of the model's names and shapes, weights without code):
+    a wrong part raises RunFolderError naming the file and what is wrong."""
     from modules import build_model
-    from tokenizers import Tokenizer, TokenizerFileError
 
     if which not in ("model", "best_model"):
         raise ValueError(f"which = {which!r}; choose 'model' or 'best_model'")
     run_dir = find_run(run_dir)
     cfgs = load_configs(run_dir)
-    try:
-        tokenizer = Tokenizer.load(run_dir / "tokenizer.json")
-    except TokenizerFileError as e:
-        raise RunFolderError(str(e)) from None
-    check_tokenizer(tokenizer, cfgs["model"], run_dir / "tokenizer.json")
+    tokenizer = load_tokenizer(run_dir, cfgs["model"])
     weights = run_dir / f"{which}.pt"
     if which == "best_model" and not weights.exists() and (run_dir / "model.pt").exists():
         raise RunFolderError(f"{weights} is missing (shipped runs leave it out to stay small); load model.pt, "

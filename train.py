@@ -48,7 +48,7 @@ from config import MODEL_CONFIGS, ConfigError, ModelConfig, TrainConfig, config_
 from data import (Corpus, DownloadError, Records, corpus_name, curriculum_stages, layout_of, sha256_of,
                   task_from_config)
 from modules import build_model
-from tokenizers import Tokenizer, TokenizerFileError
+from tokenizers import Tokenizer
 
 
 # --- data sources -----------------------------------------------------------------------------------
@@ -210,9 +210,16 @@ class Trainer:
         tools.set_threads(tcfg.threads)
         tools.seed_everything(tcfg.seed)
         self.tcfg, self.progress, self.verbose = tcfg, progress and self.procs.main, verbose and self.procs.main
-        tokenizer = source.tokenizer if source else self.saved_tokenizer() if tcfg.init_from else None
-        self.src, self.mcfg = make_source(mcfg, tcfg, progress and self.procs.main,
-                                           self.procs.world * self.shards, tokenizer)
+        # A resume reads the run's own tokenizer (checked against its model config and recorded hash). A
+        # finetune's resume reads its data with it (the source run may have moved since; the data was never the
+        # text the tokenizer was built from); any other resume must rebuild the same one from its data, which
+        # decides vocab_size again (a data file edited since is reported as such, below).
+        saved = tools.load_tokenizer(self.out, mcfg) if _resume else None
+        reader = source.tokenizer if source else saved if tcfg.init_from else None
+        self.src, self.mcfg = make_source(replace(mcfg, vocab_size=0) if saved else mcfg, tcfg,
+                                          progress and self.procs.main, self.procs.world * self.shards, reader)
+        if saved is not None and saved.hash() != self.src.tokenizer.hash():
+            raise tools.RunFolderError(self.data_changed(saved))
         if self.verbose and self.src.note:
             print(self.src.note)
         self.src.val = [b.to(self.device) for b in self.src.val]
@@ -234,13 +241,18 @@ class Trainer:
         self.saved_at = None  # the step of the last checkpoint this Trainer wrote
         self.after_step = None  # optional f(trainer) called after every optimizer step (an outer progress bar)
 
-    def saved_tokenizer(self) -> Tokenizer:
-        """The tokenizer in the run folder: a finetune's resume reads its data with it (the source run may have
-        moved since; the data was never the text the tokenizer was built from)."""
-        try:
-            return Tokenizer.load(self.out / "tokenizer.json")
-        except TokenizerFileError as e:
-            raise tools.RunFolderError(str(e)) from None
+    def data_changed(self, saved: Tokenizer) -> str:
+        """Why a resume is refused when its data no longer gives the run's tokenizer `saved`."""
+        t, new = self.tcfg, self.src.tokenizer
+        what = (f"task = {t.task!r}" if t.task else f"the data file {t.data}" if Path(t.data).is_file()
+                else f"the corpus data = {t.data!r}")
+        finetune = "" if t.task else (f", or finetune this run on the data as it is now: python train.py "
+                                      f"--init_from {self.out} --data {t.data}{' --records true' * t.records} "
+                                      f"--out NEW_FOLDER")
+        return (f"{what} changed since the run began: the tokenizer built from it now ({new.vocab_size} tokens, "
+                f"hash {new.hash()}) is not the run's {self.out / 'tokenizer.json'} ({saved.vocab_size} tokens, "
+                f"hash {saved.hash()}), so the ids would no longer mean what the model learned. Resume with "
+                f"the data as it was when the run began{finetune}")
 
     def wrap(self, model):
         """The model as the training step runs it: in DistributedDataParallel under torchrun (the process
@@ -284,6 +296,12 @@ class Trainer:
             raise FileNotFoundError(f"{out} has no checkpoint.pt to resume from{shipped}")
         cfgs = tools.load_configs(out)
         tcfg = replace(cfgs["train"], **overrides)
+        logged = tools.read_log(out / "log.csv")
+        if logged and logged[-1]["step"] >= tcfg.max_iters:
+            raise ConfigError(f"{out} is finished: its log reached step {logged[-1]['step']} and max_iters = "
+                              f"{tcfg.max_iters}, so there is nothing to resume. To train it further, give a "
+                              f"larger max_iters: python train.py --resume {out} --max_iters M, with M > "
+                              f"{logged[-1]['step']} (the learning-rate schedule is then laid over M steps)")
         ck = tools.load_weights(out / "checkpoint.pt")
         need = {"model", "optimizer", "step", "tokens", "elapsed", "best", "pending", "rng", "data_rng"}
         if not isinstance(ck, dict) or need - ck.keys():
@@ -297,11 +315,6 @@ class Trainer:
                 f"divides {started}, e.g. torchrun --nproc_per_node={started} train.py --resume {out}, or "
                 f"python train.py --resume {out} (one process then takes every share, by gradient accumulation)")
         self = cls(cfgs["model"], tcfg, out, progress, verbose, _resume=True, _processes=started)
-        saved = out / "tokenizer.json"
-        if saved.exists() and Tokenizer.load(saved).hash() != self.src.tokenizer.hash():
-            raise tools.RunFolderError(f"{saved} differs from the tokenizer rebuilt from data = {tcfg.data!r}: "
-                                       f"the corpus changed since the run began, so its ids no longer mean "
-                                       f"what the model learned; resume with the original data")
         ck["model"] = tools.upgrade_state_dict(ck["model"])
         tools.check_state_dict(ck["model"], self.model, out / "checkpoint.pt")
         self.model.load_state_dict(ck["model"])
@@ -333,6 +346,9 @@ class Trainer:
 
     # --- run --------------------------------------------------------------------------------------
     def save_configs(self) -> None:
+        """The configs, the tokenizer, and summary.json begun with the run's identity (completed with its
+        figures when it stops): the tokenizer's hash, which load_run checks tokenizer.json against, is
+        recorded from the start, also for a run still training or killed before it could write its summary."""
         if not self.procs.main:
             return
         tools.save_json(self.out / "model_config.json", self.mcfg.to_dict())
@@ -340,6 +356,7 @@ class Trainer:
         self.src.tokenizer.save(self.out / "tokenizer.json")
         if self.src.task is not None and self.src.task.labels:  # what inference.py names the classes by
             tools.save_json(self.out / "labels.json", list(self.src.task.labels))
+        tools.save_json(self.out / "summary.json", self.identity())
 
     def new_row(self) -> PendingRow:
         return PendingRow(lr=tools.lr_at(self.step, self.tcfg))
@@ -534,13 +551,17 @@ class Trainer:
         return prompt + generate(m, self.src.tokenizer, prompt, max_new_tokens=self.tcfg.sample_len,
                                  temperature=0.8, top_k=50, seed=self.tcfg.seed)
 
+    def identity(self) -> dict:
+        """What the run is, known from its start: architecture, parameters, data, the tokenizer and its hash,
+        and a finetune's source (`origin`)."""
+        return {"arch": self.mcfg.arch, "params": self.model.num_params(), "data": self.src.name,
+                "tokenizer": self.src.tokenizer.name, "tokenizer_hash": self.src.tokenizer.hash(), **self.origin}
+
     def summary(self) -> dict:
-        """The run's figures. Finished: `final_val_loss` (and task accuracies) of the last evaluation. Stopped
-        early: `eval_step` and `val_loss` of the last evaluation made, which is not a final value."""
+        """The run's identity and figures. Finished: `final_val_loss` (and task accuracies) of the last
+        evaluation. Stopped early: `eval_step` and `val_loss` of the last evaluation made, not a final value."""
         last = self.rows[-1] if self.rows else {}
-        out = {"arch": self.mcfg.arch, "params": self.model.num_params(), "data": self.src.name,
-               "tokenizer": self.src.tokenizer.name, "tokenizer_hash": self.src.tokenizer.hash(),
-               **self.origin, "steps": self.step, "tokens": self.tokens, "train_seconds": round(self.elapsed, 1)}
+        out = {**self.identity(), "steps": self.step, "tokens": self.tokens, "train_seconds": round(self.elapsed, 1)}
         if not self.stopped:
             out["final_val_loss"] = round(last["val_loss"], 4)
         else:

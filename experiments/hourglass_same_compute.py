@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from config import config_from_dict, parse_hierarchy  # noqa: E402
+import tools  # noqa: E402
+from config import parse_hierarchy  # noqa: E402
 
 GPT_RUN, HG_RUN = ROOT / "trained/gpt-builtin-reference", ROOT / "trained/hourglass-builtin-1x4x1"
 TRAIN = ["train.py", "--arch", "hourglass", "--hierarchy", "1@1 4@2 1@1", "--data", "builtin", "--max_iters", "500",
@@ -44,8 +45,7 @@ def val_losses(run: Path) -> dict[int, float]:
 
 
 def config_of(run: Path):
-    import json
-    return config_from_dict(json.loads((run / "model_config.json").read_text()))
+    return tools.load_configs(run)["model"]
 
 
 def main() -> int:

@@ -148,11 +148,13 @@ def test_every_field_is_annotated_typed_and_documented(cls):
     for f in dataclasses.fields(cls):
         assert str(f.type) in ("int", "float", "bool", "str"), f"{cls.__name__}.{f.name}: {f.type}"
         assert len(f.metadata.get("help", "")) > 10, f"{cls.__name__}.{f.name} has no help"
-    # A class attribute without an annotation is not a field and would silently not be saved.
+    # A class attribute without an annotation is not a field and would silently not be saved (one declared
+    # ClassVar, such as display_name, is meant to be the class's, not saved).
     names = {f.name for f in dataclasses.fields(cls)}
     for klass in cls.__mro__:
+        declared = {k for k, a in vars(klass).get("__annotations__", {}).items() if "ClassVar" in str(a)}
         for k, v in vars(klass).items():
-            if not k.startswith("_") and isinstance(v, (int, float, str, bool)) and k not in names:
+            if not k.startswith("_") and isinstance(v, (int, float, str, bool)) and k not in names | declared:
                 pytest.fail(f"{klass.__name__}.{k} = {v!r} looks like a field but has no annotation")
 
 
@@ -165,7 +167,7 @@ def test_every_registered_config_is_valid_by_default_and_knows_its_arch(arch):
 
 # --- round trip ------------------------------------------------------------------------------------
 def json_round_trip(c):
-    return config_from_dict(json.loads(json.dumps(c.to_dict())))
+    return config_from_dict(json.loads(json.dumps(c.to_dict())), saved=True)  # as a run folder's config
 
 
 def rich_config(arch):
@@ -239,3 +241,35 @@ def test_to_dict_is_plain_json():
     d = GPTConfig().to_dict()
     assert json.loads(json.dumps(d)) == d
     assert d["arch"] == "gpt" and set(d) == {f.name for f in dataclasses.fields(GPTConfig)}
+
+
+# --- a saved config is read as it was saved (issue 18) -----------------------------------------------
+def test_a_saved_config_that_lacks_fields_is_refused_naming_them_and_their_valid_values():
+    d = GPTConfig(norm="layer", pos="learned").to_dict()
+    assert config_from_dict(d, saved=True) == GPTConfig(norm="layer", pos="learned")  # complete: loads
+    del d["norm"], d["pos"]
+    rejects("['norm', 'pos'] are missing", lambda: config_from_dict(d, saved=True),
+            "norm: one of ['rms', 'layer', 'cosine']", "pos: one of ['learned'", "never completed with today's")
+    assert config_from_dict(d).pos == "rope"  # not saved (written by hand): a field left out takes its default
+    t = TrainConfig().to_dict()
+    del t["lr"], t["max_iters"]
+    rejects("['max_iters', 'lr'] are missing", lambda: config_from_dict(t, saved=True),
+            "max_iters: an int >= 0", "lr: a float >= 0.0")
+
+
+@pytest.mark.parametrize("cls", list(config.ADDED_FIELDS), ids=lambda c: c.__name__)
+def test_fields_added_later_take_the_value_the_runs_saved_before_had(cls):
+    added = config.ADDED_FIELDS[cls]
+    d = {k: v for k, v in cls().to_dict().items() if k not in added}
+    c = config_from_dict(d, saved=True)
+    assert type(c) is cls and {k: getattr(c, k) for k in added} == added
+
+
+def test_only_the_listed_fields_of_the_listed_classes_may_be_missing():
+    t = TrainConfig(init_from="some-run").to_dict()
+    del t["device"]
+    old = config_from_dict(t, saved=True)
+    assert old.device == "cpu" != TrainConfig().device and old.init_from == "some-run"  # a saved value stays
+    h = model_config("hilt").to_dict()
+    del h["n_classes"]  # HILT came after classification heads: its configs always saved n_classes
+    rejects("['n_classes'] are missing", lambda: config_from_dict(h, saved=True))

@@ -1,6 +1,7 @@
 """Nothing lost, every error clear (issue 7): a run folder is never overwritten silently, is locked while a
 process writes it, saves on SIGTERM as on Ctrl-C, is checked to be writable before any work, and is checked
-part against part when loaded, with errors that name the file."""
+part against part when loaded, with errors that name the file. A run folder's files agree or are refused
+(issue 18): the tokenizer recorded in training, configs with every field, the data a resume reads."""
 import json
 import os
 import shutil
@@ -9,12 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import tools
 import train
-from config import TrainConfig, model_config
+from config import ConfigError, TrainConfig, model_config
 from tokenizers import CharTokenizer
 from train import Trainer
 
@@ -135,17 +137,21 @@ def test_overwrite_removes_the_old_runs_summary_and_readme_before_training(done,
     out = tmp_path / "again"
     shutil.copytree(done, out)
     assert (out / "summary.json").exists() and (out / "README.md").exists()  # the old run's numbers
+    (out / "evaluation.json").write_text('{"bpc": 1.0}')
+    old = tools.load_json(out / "summary.json")
     seen = {}
 
     def crash(self, lr):  # the new run dies in its first step, before it writes a README of its own
-        seen.update({n: (self.out / n).exists() for n in ("summary.json", "README.md", "evaluation.json")})
+        seen.update({n: (self.out / n).exists() for n in ("README.md", "evaluation.json")})
         raise RuntimeError("killed")
 
     monkeypatch.setattr(Trainer, "gradients", crash)
     with pytest.raises(RuntimeError, match="killed"):
-        Trainer(mcfg(), tcfg(), out, progress=False, verbose=False, overwrite=True).run()
-    assert seen == {"summary.json": False, "README.md": False, "evaluation.json": False}
-    assert not (out / "summary.json").exists() and not (out / "README.md").exists()
+        Trainer(mcfg(d_model=48), tcfg(), out, progress=False, verbose=False, overwrite=True).run()
+    assert seen == {"README.md": False, "evaluation.json": False}
+    assert not (out / "README.md").exists() and not (out / "evaluation.json").exists()
+    new = tools.load_json(out / "summary.json")  # the new run's identity only: none of the old run's figures
+    assert "final_val_loss" in old and "final_val_loss" not in new and new["params"] != old["params"]
 
 
 def test_a_run_finished_meanwhile_is_not_overwritten_by_a_trainer_built_before(tmp_path):
@@ -294,6 +300,24 @@ def small_tokenizer(d):
     CharTokenizer("abc").save(d / "tokenizer.json")
 
 
+def swap_chars(a, b):
+    """tokenizer.json with the tokens of characters a and b swapped: the same size, other text."""
+    def swap(d):
+        tok = json.loads((d / "tokenizer.json").read_text())
+        tok["chars"] = tok["chars"].translate(str.maketrans(a + b, b + a))
+        (d / "tokenizer.json").write_text(json.dumps(tok))
+    return swap
+
+
+def drop_fields(name, *keys):
+    def drop(d):
+        cfg = json.loads((d / name).read_text())
+        for k in keys:
+            del cfg[k]
+        (d / name).write_text(json.dumps(cfg))
+    return drop
+
+
 class Evil:
     def __reduce__(self):
         return (os.system, ("echo pwned",))
@@ -306,6 +330,10 @@ class Evil:
     (edit_config("model_config.json", d_model=64, n_head=2), "model.pt",
      "is (32, 32) in the file but (64, 64) in the model"),
     (small_tokenizer, "tokenizer.json", "has 8 tokens but model_config.json says vocab_size"),
+    (swap_chars("a", "e"), "tokenizer.json", "is not the tokenizer this run was trained with"),
+    (drop_fields("model_config.json", "norm", "pos"), "model_config.json", "['norm', 'pos'] are missing"),
+    (drop_fields("model_config.json", "d_model"), "model_config.json", "d_model: an int >= 1"),
+    (drop_fields("train_config.json", "max_iters"), "train_config.json", "['max_iters'] are missing"),
     (damage_json("model_config.json", '{"arch": "gpt", '), "model_config.json", "not valid JSON"),
     (damage_json("train_config.json", "[1, 2]"), "train_config.json", "not an object of config fields"),
     (edit_config("train_config.json", max_iter=3), "train_config.json", "no field(s) ['max_iter']"),
@@ -334,11 +362,145 @@ def test_resume_checks_the_checkpoint_and_the_configs(done, tmp_path):
     shutil.copytree(done, folder)
     truncate("checkpoint.pt")(folder)
     with pytest.raises(tools.RunFolderError, match=f"{folder / 'checkpoint.pt'} is not a readable PyTorch file"):
-        Trainer.resume(folder, progress=False, verbose=False)
+        Trainer.resume(folder, progress=False, verbose=False, max_iters=6)  # done is finished: extend it
     shutil.copy(done / "checkpoint.pt", folder / "checkpoint.pt")
     edit_config("model_config.json", n_layer=2)(folder)
     with pytest.raises(tools.RunFolderError, match="checkpoint.pt has weights for 1 block .* n_layer = 2"):
+        Trainer.resume(folder, progress=False, verbose=False, max_iters=6)
+
+
+# --- issue 18.3: a run folder's files agree or are refused -------------------------------------------
+def test_a_tokenizer_other_than_the_one_recorded_in_training_is_refused_naming_both_files(done, tmp_path):
+    folder = tmp_path / "swapped"
+    shutil.copytree(done, folder)
+    recorded = tools.load_json(folder / "summary.json")["tokenizer_hash"]
+    assert tools.load_run(folder)[2].hash() == recorded  # the intact folder loads
+    swap_chars("a", "e")(folder)
+    with pytest.raises(tools.RunFolderError) as e:
+        tools.load_run(folder)
+    msg = str(e.value)
+    assert str(folder / "tokenizer.json") in msg and f"{folder / 'summary.json'} records {recorded}" in msg, msg
+    with pytest.raises(tools.RunFolderError, match="summary.json records"):  # a resume reads it the same way
+        Trainer.resume(folder, progress=False, verbose=False, max_iters=6)
+    (folder / "summary.json").unlink()  # a folder without the record has nothing to be checked against
+    tools.load_run(folder)
+
+
+def test_the_tokenizer_hash_is_recorded_when_the_run_starts(tmp_path, monkeypatch):
+    monkeypatch.setattr(Trainer, "gradients", lambda self, lr: (_ for _ in ()).throw(RuntimeError("killed")))
+    out = tmp_path / "crashed"
+    with pytest.raises(RuntimeError, match="killed"):
+        run(out)
+    summary = tools.load_json(out / "summary.json")  # begun with the configs: the figures never came
+    assert "steps" not in summary and not (out / "README.md").exists()
+    assert tools.load_run(out)[2].hash() == summary["tokenizer_hash"]  # the step-0 weights load
+    swap_chars("a", "e")(out)
+    with pytest.raises(tools.RunFolderError, match="summary.json records"):
+        tools.load_run(out)
+
+
+def test_every_shipped_run_has_complete_configs_and_its_recorded_tokenizer():
+    """Shipped runs saved before some fields existed load with config.ADDED_FIELDS, never today's defaults;
+    each one's tokenizer is the one its summary.json recorded."""
+    folders = [*tools.shipped_runs(), *(p.parent for c in tools.shipped_collections()
+                                        for p in sorted(c.rglob("model_config.json")))]
+    assert len(folders) > len(tools.shipped_runs())
+    for folder in folders:
+        cfgs = tools.load_configs(folder)
+        tools.load_tokenizer(folder, cfgs["model"])
+        assert "tokenizer_hash" in tools.load_json(folder / "summary.json"), folder
+
+
+def test_resume_of_a_finished_run_says_it_is_finished_and_how_to_extend_it(done, tmp_path, capsys):
+    folder = tmp_path / "finished"
+    shutil.copytree(done, folder)
+    before = snapshot(folder)
+    with pytest.raises(ConfigError) as e:
         Trainer.resume(folder, progress=False, verbose=False)
+    msg = str(e.value)
+    assert f"{folder} is finished" in msg and f"--resume {folder} --max_iters M, with M > 4" in msg, msg
+    with pytest.raises(ConfigError, match="is finished: its log reached step 4 and max_iters = 3"):
+        Trainer.resume(folder, progress=False, verbose=False, max_iters=3)  # no step left to train either
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["--resume", str(folder)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("train.py: error:") and "is finished" in err
+    assert snapshot(folder) == before  # nothing rewritten
+    t = Trainer.resume(folder, progress=False, verbose=False, max_iters=6).run()  # a larger max_iters extends it
+    assert [r["step"] for r in t.rows] == [0, 2, 4, 6] and t.stopped == ""
+
+
+def test_a_run_whose_final_evaluation_was_cut_short_is_not_finished(done, tmp_path):
+    folder = tmp_path / "cut"
+    shutil.copytree(done, folder)
+    rows = tools.read_log(folder / "log.csv")
+    columns = (folder / "log.csv").read_text().splitlines()[0].split(",")
+    tools.write_log(folder / "log.csv", rows[:-1], columns)  # as if Ctrl-C hit the step-4 evaluation
+    t = Trainer.resume(folder, progress=False, verbose=False).run()
+    assert [r["step"] for r in t.rows] == [0, 2, 4] and tools.run_status(folder) == "finished"
+
+
+TEXT = "the quick brown fox jumps over the lazy dog. " * 10
+
+
+def test_resume_on_an_edited_data_file_names_the_file_not_vocab_size(tmp_path, capsys):
+    data = tmp_path / "text.txt"
+    data.write_text(TEXT)
+    out = run(tmp_path / "run", data=str(data), max_iters=2).out
+    Trainer.resume(out, progress=False, verbose=False, max_iters=4)  # the same file: resumes
+    for edited in (TEXT + "Zebras!", TEXT.replace("z", "Z")):  # characters added; the same number, others
+        data.write_text(edited)
+        with pytest.raises(tools.RunFolderError) as e:
+            Trainer.resume(out, progress=False, verbose=False, max_iters=4)
+        msg = str(e.value)
+        assert f"the data file {data} changed since the run began" in msg and "vocab_size" not in msg, msg
+        assert str(out / "tokenizer.json") in msg and f"--init_from {out} --data {data}" in msg
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["--resume", str(out), "--max_iters", "4"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"the data file {data} changed" in err
+    data.write_text(TEXT)  # put back, it resumes again
+    assert Trainer.resume(out, progress=False, verbose=False, max_iters=4).run().step == 4
+
+
+@pytest.mark.parametrize("text", ["", "ab", "x" * 169], ids=["empty", "2 tokens", "169 tokens"])
+def test_a_data_file_too_short_for_a_window_is_refused_naming_it_and_the_size_it_needs(tmp_path, capsys, text):
+    data = tmp_path / "tiny.txt"
+    data.write_text(text)
+    with pytest.raises(ValueError) as e:
+        train.make_source(mcfg(), tcfg(data=str(data)), progress=False)
+    msg = str(e.value)
+    assert msg.startswith(f"{data} is too short for block_size = 16: it holds {len(text)} tokens") and \
+        "needs at least 170" in msg, msg
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["--data", str(data), "--out", str(tmp_path / "run"), *map(str, TINY)])
+    assert exit_.value.code == 2 and f"{data} is too short" in capsys.readouterr().err
+    data.write_text("ab" * 85)  # 170 tokens: one window for validation (its last 10%) and one for training
+    src, _ = train.make_source(mcfg(), tcfg(data=str(data)), progress=False)
+    assert src.val and src.train_batch(np.random.default_rng(0), 0).x.shape == (2, 16)
+
+
+def test_inference_on_a_run_still_training_says_it_reads_the_latest_saved_weights(done, tmp_path, capsys):
+    import inference
+    folder = tmp_path / "live"
+    shutil.copytree(done, folder)
+    inference.main([str(folder), "--max_new_tokens", "2"])
+    assert "still being trained" not in capsys.readouterr().err  # a finished run: no note
+    holder = subprocess.Popen([sys.executable, "-c", HOLD.format(root=str(ROOT), out=str(folder))],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        inference.main([str(folder), "--max_new_tokens", "2"])
+        err = capsys.readouterr().err
+        assert err.strip() == (f"note: {folder} is still being trained; this reads the latest weights it saved, "
+                               f"model.pt of step 4"), err
+        inference.main([str(folder), "--max_new_tokens", "2", "--best"])
+        assert "best_model.pt, the best up to step 4" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    inference.main([str(folder), "--max_new_tokens", "2"])  # its process is gone (a stale lock): no note
+    assert "still being trained" not in capsys.readouterr().err
 
 
 # --- 8. the run folder must be writable, checked before any work ------------------------------------
