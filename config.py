@@ -130,8 +130,8 @@ class ModelConfig(Config):
     """Fields every architecture shares."""
     arch: str = option("gpt", "architecture; one of the registered configs (see config.MODEL_CONFIGS)")
     vocab_size: int = option(0, "vocabulary size; 0 = take it from the tokenizer", min=0)
-    tokenizer: str = option("char", "tokenizer: 'char' (built from the corpus) or 'bpe-N' (shipped byte-level "
-                                 "BPE with N tokens, N in 512/1024/2048/4096)")
+    tokenizer: str = option("char", "tokenizer: 'char' (built from the corpus) or 'bpe-N' (the shipped byte-level "
+                                 "BPE cut to N tokens, any N from 260 to 4096; trained at 512, 1024, 2048, 4096)")
     block_size: int = option(128, "tokens per training sequence (and the context window of the model)", min=1)
     n_layer: int = option(4, "number of Transformer layers", min=1)
     n_head: int = option(4, "attention heads per layer", min=1)
@@ -181,8 +181,8 @@ class ModelConfig(Config):
         if self.n_classes == 1:
             raise ConfigError("n_classes = 1 is not a classification; use 0 (language model) or >= 2 classes")
         if not (self.tokenizer == "char" or _is_bpe_name(self.tokenizer) or self.tokenizer.startswith("task-")):
-            raise ConfigError(f"tokenizer = {self.tokenizer!r} is not valid; use 'char' or 'bpe-N' "
-                              f"(e.g. 'bpe-1024'); 'task-NAME' is set by train.py for tasks")
+            raise ConfigError(f"tokenizer = {self.tokenizer!r} is not valid; use 'char' or 'bpe-N' with N from 260 "
+                              f"to 4096 (e.g. 'bpe-1024'); 'task-NAME' is set by train.py for tasks")
 
     @property
     def head_dim(self) -> int:

@@ -14,8 +14,11 @@ Sampling filters, applied in this order to the last position's logits:
 Every sampling argument is checked in one place, `check_sampling` (used by `generate` and the command line):
 a bad value raises `SamplingError` naming it and its valid range. `generate(..., on_text=print)` streams the
 text of a single prompt as it is generated (the command line does), holding back only the bytes of a
-character not yet complete. Prompts are encoded as plain text (a `<eos>` typed in a prompt is text); in
-the output, `<pad>` and `<bos>` (which stand for no text) are left out and generation stops at `<eos>`.
+character not yet complete. Prompts are encoded as plain text (a `<eos>` typed in a prompt is text); a
+prompt character the tokenizer has no token for is read as `<unk>`, and one warning names every such
+character. Generation stops at `<eos>` and never draws a token that stands for no text of its own (the
+tokenizer's `never_generated`: `<pad>`, `<sep>`, `<bos>`, a character tokenizer's `<unk>`): their logits are
+set to -inf before any filter, in greedy decoding, sampling and beam search alike.
 An empty prompt starts from `<bos>` alone: a model finetuned on records (`train.py --records true`, each
 record `<bos> record <eos>`) then writes a record from scratch and stops at its end; `bos=True` puts `<bos>`
 before every prompt, as those records were trained (the command line does so for a run trained on records).
@@ -36,6 +39,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -49,29 +53,41 @@ class SamplingError(ValueError):
     """A sampling argument out of its valid range; the message names the argument, the value and the range."""
 
 
+class UnknownCharactersWarning(UserWarning):
+    """A prompt holds characters the tokenizer has no token for: they were read as `<unk>`."""
+
+
+def _integer(low):
+    return lambda v: not isinstance(v, bool) and isinstance(v, numbers.Integral) and v >= low
+
+
+def _real(ok):
+    return lambda v: not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v) and ok(v)
+
+
+# name -> (is a value valid, what is valid): check_sampling's messages and the command line's help both say it
+SAMPLING_ARGS = {
+    "max_new_tokens": (_integer(0), "an integer >= 0: the number of tokens to generate"),
+    "temperature": (_real(lambda v: v >= 0), "a finite number >= 0: 0 = greedy, 1 = the model's distribution, "
+                                             "higher = more random"),
+    "top_k": (_integer(0), "an integer >= 0: keep the k most likely tokens; 0 = off"),
+    "top_p": (_real(lambda v: 0 < v <= 1), "a number in (0, 1]: keep the most likely tokens whose probability "
+                                           "adds up to p; 1 = off"),
+    "min_p": (_real(lambda v: 0 <= v <= 1), "a number in [0, 1]: keep tokens at least min_p times as likely as "
+                                            "the best one; 0 = off"),
+    "beams": (_integer(1), "an integer >= 1: 1 = sampling, more = beam search with that many beams"),
+}
+
+
 def check_sampling(max_new_tokens: int = 100, temperature: float = 1.0, top_k=None, top_p=None, min_p=None,
                    beams: int = 1) -> None:
     """Raise SamplingError for the first argument that is not valid (None means off for top_k/top_p/min_p)."""
-    def integer(name, v, low, meaning):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
-            raise SamplingError(f"{name} = {v!r} is not valid: use an integer >= {low} ({meaning})")
-
-    def real(name, v, ok, valid):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or not ok(v):
-            raise SamplingError(f"{name} = {v!r} is not valid: use {valid}")
-
-    integer("max_new_tokens", max_new_tokens, 0, "the number of tokens to generate")
-    real("temperature", temperature, lambda v: v >= 0, "a finite number >= 0 (0 = greedy, 1 = the model's "
-                                                     "distribution, higher = more random)")
-    if top_k is not None:
-        integer("top_k", top_k, 0, "keep the k most likely tokens; 0 or None = off")
-    if top_p is not None:
-        real("top_p", top_p, lambda v: 0 < v <= 1, "a number in (0, 1]: keep the most likely tokens whose "
-                                                  "probability adds up to p; 1 or None = off")
-    if min_p is not None:
-        real("min_p", min_p, lambda v: 0 <= v <= 1, "a number in [0, 1]: keep tokens at least min_p times as "
-                                                   "likely as the best one; 0 or None = off")
-    integer("beams", beams, 1, "1 = sampling, more = beam search with that many beams")
+    given = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                 beams=beams)
+    for name, v in given.items():
+        valid, what = SAMPLING_ARGS[name]
+        if not (v is None and name in ("top_k", "top_p", "min_p") or valid(v)):
+            raise SamplingError(f"{name} = {v!r} is not valid: use {what}")
     if beams > 1:
         used = [n for n, v, off in (("top_k", top_k, 0), ("top_p", top_p, 1), ("min_p", min_p, 0))
                 if v is not None and v != off]
@@ -98,8 +114,16 @@ def filter_logits(logits, temperature: float = 1.0, top_k: int | None = None, to
     return logits
 
 
-def next_token(logits, temperature, top_k, top_p, min_p, generator):
-    """(B, V) logits -> (B, 1) chosen ids."""
+def ban(logits, banned=()):
+    """(B, V) logits with the ids in `banned` at -inf, so that neither sampling nor argmax picks them."""
+    if not banned:
+        return logits
+    return logits.index_fill(-1, torch.tensor(list(banned), device=logits.device), float("-inf"))
+
+
+def next_token(logits, temperature, top_k, top_p, min_p, generator, banned=()):
+    """(B, V) logits -> (B, 1) chosen ids, never one of `banned`."""
+    logits = ban(logits, banned)
     if temperature == 0:
         return logits.argmax(-1, keepdim=True)
     probs = filter_logits(logits.float(), temperature, top_k, top_p, min_p).softmax(-1)
@@ -156,10 +180,11 @@ class Stepper:
 @torch.no_grad()
 def generate_ids(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None,
                  min_p=None, eos_id: int | None = None, use_cache: bool = True, generator=None, source=None,
-                 on_token=None):
+                 on_token=None, banned=()):
     """ids (B, T) -> (B, T + n) continued; a row that produced `eos_id` is padded with it from then on.
     Stops early once every row has finished. source: what an encoder-decoder reads (a Batch with src).
-    `on_token`, if given, is called with each new (B, 1) column."""
+    `on_token`, if given, is called with each new (B, 1) column. No id in `banned` is ever chosen (`generate`
+    bans the tokenizer's `never_generated`)."""
     model.eval()
     stepper, (B, T) = Stepper(model, use_cache, source), ids.shape
     seq = ids.new_empty(B, T + max_new_tokens)  # written in place: no growing copy of the sequence per token
@@ -167,7 +192,7 @@ def generate_ids(model, ids, max_new_tokens: int, temperature: float = 1.0, top_
     done = torch.zeros(B, 1, dtype=torch.bool, device=ids.device)
     logits = stepper.first(ids)
     for n in range(T, T + max_new_tokens):
-        nxt = next_token(logits, temperature, top_k, top_p, min_p, generator)
+        nxt = next_token(logits, temperature, top_k, top_p, min_p, generator, banned)
         if eos_id is not None:
             nxt = nxt.masked_fill(done, eos_id)
             done |= nxt == eos_id
@@ -183,8 +208,8 @@ def generate_ids(model, ids, max_new_tokens: int, temperature: float = 1.0, top_
 
 @torch.no_grad()
 def beam_search(model, ids, beams: int = 4, max_new_tokens: int = 50, length_penalty: float = 1.0,
-                eos_id: int | None = None, source=None):
-    """The most likely continuation of ids (1, T) under beam search: (1, T + n).
+                eos_id: int | None = None, source=None, banned=()):
+    """The most likely continuation of ids (1, T) under beam search: (1, T + n), with no id of `banned`.
 
     Beams are scored by summed log-probability / (length ** length_penalty); a beam that emits eos_id
     is finished and kept aside. Each step recomputes the sequence (no cache), so it works for every model."""
@@ -196,7 +221,7 @@ def beam_search(model, ids, beams: int = 4, max_new_tokens: int = 50, length_pen
     stepper = Stepper(model, use_cache=False, source=source)
     alive, scores, finished = ids, torch.zeros(1, device=ids.device), []
     for n in range(1, max_new_tokens + 1):
-        logp = stepper.recompute(alive).float().log_softmax(-1)              # (beams, V)
+        logp = ban(stepper.recompute(alive).float(), banned).log_softmax(-1)  # (beams, V)
         cand = (scores[:, None] + logp).flatten()
         top = cand.topk(min(beams, cand.numel())).indices
         rows, toks = top // logp.shape[-1], top % logp.shape[-1]
@@ -248,7 +273,9 @@ def generate(model, tokenizer, prompt, max_new_tokens: int = 100, temperature: f
     starts from `<bos>` when the prompt is empty, and before every prompt when `bos` (a run trained on records).
 
     The arguments are checked first (`check_sampling`). `on_text`: a function called with each piece of new
-    text as it is generated (e.g. `print` with `end="", flush=True`); for a single prompt string, beams = 1."""
+    text as it is generated (e.g. `print` with `end="", flush=True`); for a single prompt string, beams = 1.
+    Prompt characters the tokenizer has no token for are read as `<unk>`, with one UnknownCharactersWarning
+    naming them; no token of `tokenizer.never_generated` (`<pad>`, `<sep>`, `<bos>`, `<unk>`) is ever drawn."""
     check_sampling(max_new_tokens, temperature, top_k, top_p, min_p, beams)
     if getattr(model, "classifies", False):
         raise ValueError("the model is a classifier: its head gives class logits, not next-token ones, so it "
@@ -257,9 +284,14 @@ def generate(model, tokenizer, prompt, max_new_tokens: int = 100, temperature: f
         raise SamplingError("on_text streams one prompt sampled token by token: give a single prompt string "
                             "and beams = 1")
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    unknown = sorted(set().union(*(tokenizer.unknown_chars(p) for p in prompts)))
+    if unknown:
+        warnings.warn(f"the prompt holds characters the tokenizer {tokenizer.name!r} has no token for: "
+                      f"{', '.join(map(repr, unknown))}; the model reads each as <unk>", UnknownCharactersWarning,
+                      stacklevel=2)
     device = next(model.parameters(), torch.empty(0)).device  # where the model lives (a stand-in: cpu)
     generator = torch.Generator(device).manual_seed(seed) if seed is not None else None
-    eos = tokenizer.eos_id if stop_at_eos else None
+    eos, banned = tokenizer.eos_id if stop_at_eos else None, tokenizer.never_generated
     if ENCODER_DECODER in model.capabilities:
         encoded = [[tokenizer.bos_id] for _ in prompts]
         sources = [torch.tensor([tokenizer.encode_ordinary(p)], device=device) for p in prompts]
@@ -272,16 +304,18 @@ def generate(model, tokenizer, prompt, max_new_tokens: int = 100, temperature: f
         idx = [i for i, e in enumerate(encoded) if len(e) == length]
         ids = torch.tensor([encoded[i] for i in idx], device=device)
         if ENCODER_DECODER in model.capabilities:  # one source at a time: sources differ in length
-            new = [(beam_search(model, ids[j:j + 1], beams, max_new_tokens, eos_id=eos, source=Batch(src=sources[i]))
+            new = [(beam_search(model, ids[j:j + 1], beams, max_new_tokens, eos_id=eos, source=Batch(src=sources[i]),
+                                banned=banned)
                     if beams > 1 else generate_ids(model, ids[j:j + 1], max_new_tokens, temperature, top_k, top_p,
                                                    min_p, eos, use_cache, generator, Batch(src=sources[i]),
-                                                   on_token=stream))[0]
+                                                   on_token=stream, banned=banned))[0]
                    for j, i in enumerate(idx)]
         elif beams > 1:
-            new = [beam_search(model, ids[j:j + 1], beams, max_new_tokens, eos_id=eos)[0] for j in range(len(idx))]
+            new = [beam_search(model, ids[j:j + 1], beams, max_new_tokens, eos_id=eos, banned=banned)[0]
+                   for j in range(len(idx))]
         else:
             new = generate_ids(model, ids, max_new_tokens, temperature, top_k, top_p, min_p, eos, use_cache,
-                               generator, on_token=stream)
+                               generator, on_token=stream, banned=banned)
         for i, row in zip(idx, new):
             toks = row[length:].tolist()
             if eos is not None and eos in toks:
@@ -342,13 +376,10 @@ def main(argv=None) -> int:
     p.add_argument("--prompt", action="append", help="prompt text (repeat the flag for a batch); \"\" starts from "
                                                      "<bos> alone; default: a newline, or \"\" for a run trained "
                                                      "on records")
-    p.add_argument("--max_new_tokens", type=int, default=200, help="tokens to generate, >= 0 (default: 200)")
-    p.add_argument("--temperature", type=float, default=0.8, help="finite, >= 0; 0 = greedy (default: 0.8)")
-    p.add_argument("--top_k", type=int, help="keep the k most likely tokens, k >= 1 (default: off)")
-    p.add_argument("--top_p", type=float, help="nucleus sampling, p in (0, 1] (default: off)")
-    p.add_argument("--min_p", type=float, help="keep tokens at least min_p x the best one's probability, "
-                                               "in [0, 1] (default: off)")
-    p.add_argument("--beams", type=int, default=1, help="beam search with this many beams (>1); default: 1 = sample")
+    for name, kind, default in (("max_new_tokens", int, 200), ("temperature", float, 0.8), ("top_k", int, None),
+                                ("top_p", float, None), ("min_p", float, None), ("beams", int, 1)):
+        p.add_argument(f"--{name}", type=kind, default=default,  # the valid values as check_sampling states them
+                       help=f"{SAMPLING_ARGS[name][1]} (default: {'off' if default is None else default})")
     p.add_argument("--no_cache", action="store_true", help="recompute every step instead of the KV cache")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--best", action="store_true", help="use best_model.pt instead of model.pt")
@@ -377,14 +408,21 @@ def main(argv=None) -> int:
     kw = dict(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
               min_p=a.min_p, beams=a.beams, use_cache=not a.no_cache, seed=a.seed,
               bos=records if a.bos is None else a.bos == "true")
-    if len(prompts) == 1 and a.beams == 1:  # one prompt: stream the text as it comes
-        print(prompts[0], end="", flush=True)
-        generate(model, tok, prompts[0], on_text=lambda piece: print(piece, end="", flush=True), **kw)
-        print("\n" + "-" * 40)
-        return 0
-    for prompt, out in zip(prompts, generate(model, tok, prompts, **kw)):
-        print(prompt + out)
-        print("-" * 40)
+    with warnings.catch_warnings():  # a prompt's unknown characters: one line on stderr, before any text
+        warnings.showwarning = lambda message, *_: print(f"inference.py: warning: {message}", file=sys.stderr)
+        if len(prompts) == 1 and a.beams == 1:  # one prompt: stream the text as it comes
+            unsent = [prompts[0]]  # the prompt goes out with the first piece, after a warning if there is one
+
+            def write(piece):
+                print(*unsent, piece, sep="", end="", flush=True)
+                unsent.clear()
+
+            generate(model, tok, prompts[0], on_text=write, **kw)
+            print(*unsent, "\n" + "-" * 40, sep="")
+            return 0
+        for prompt, out in zip(prompts, generate(model, tok, prompts, **kw)):
+            print(prompt + out)
+            print("-" * 40)
     return 0
 
 

@@ -17,6 +17,7 @@ stopped early would be compared on numbers that are not its final ones.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,14 +239,47 @@ def plot_grouped(runs: list[Run], y: str = "val_loss", xs=("step", "tokens", "el
     return fig
 
 
+def check_plot_path(path) -> Path:
+    """`path` if the figure can be saved there, else a ValueError naming it and what would be valid: its folder
+    must exist and be writable, and its extension name a format matplotlib writes here (a small figure is saved
+    in that format in memory, which also catches one that needs a missing program, e.g. pgf without LaTeX).
+    Called before any run is loaded or evaluated, so a typo costs nothing."""
+    import io
+
+    import matplotlib.pyplot as plt
+    from matplotlib.backend_bases import FigureCanvasBase
+    path = Path(path)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    fmt = path.suffix[1:].lower()
+    if path.is_dir():
+        raise ValueError(f"--plot {path} is a folder; give a file in it, e.g. {path / 'curves.png'}")
+    if not path.parent.is_dir():
+        raise ValueError(f"--plot {path}: the folder {path.parent} does not exist; create it, or save elsewhere")
+    if not os.access(path.parent, os.W_OK):
+        raise ValueError(f"--plot {path}: the folder {path.parent} is not writable; save elsewhere")
+    if fmt not in formats:
+        what = f"'.{fmt}' is not an image format matplotlib writes" if fmt else "the file name has no extension"
+        raise ValueError(f"--plot {path}: {what}; use one of {', '.join('.' + f for f in sorted(formats))}")
+    fig = plt.figure(figsize=(1, 1))
+    fig.text(0.5, 0.5, "x")
+    try:
+        fig.savefig(io.BytesIO(), format=fmt)
+    except (RuntimeError, OSError, ValueError, ImportError) as e:
+        raise ValueError(f"--plot {path}: matplotlib cannot write .{fmt} here ({e}); use .png, .pdf or .svg") from None
+    finally:
+        plt.close(fig)
+    return path
+
+
 def main(argv=None) -> int:
     p = tools.ArgParser(prog="model_comparison.py", description="Compare trained runs.")
     p.add_argument("runs", nargs="*", help="run folders, or names under trained/ (default: every finished run "
                                            "under trained/)")
     p.add_argument("--include_unfinished", action="store_true",
                    help="also compare runs that are still training, were interrupted or stopped early")
-    p.add_argument("--plot", metavar="PNG", help="save validation-loss curves (vs step, tokens, seconds) here, "
-                                                 "one row per kind of loss")
+    p.add_argument("--plot", metavar="FILE", help="save validation-loss curves (vs step, tokens, seconds) here, "
+                                                  "one row per kind of loss; the extension picks the format "
+                                                  "(.png, .pdf, .svg, ...)")
     p.add_argument("--eval", action="store_true", help="also score every run on fixed validation data")
     p.add_argument("--device", default="cpu", help="where --eval runs the models: auto, cpu, cuda, cuda:N or mps "
                                                    "(default: cpu)")
@@ -253,6 +287,13 @@ def main(argv=None) -> int:
                                                          "(trained/shipped.txt) into README.md")
     a = p.parse_args(argv)
     tools.set_threads(1)
+    if a.plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        try:
+            check_plot_path(a.plot)
+        except ValueError as e:
+            p.error(str(e))
     try:
         dirs = [tools.find_run(r) for r in a.runs] if a.runs else tools.run_dirs()
         if not a.include_unfinished:
@@ -284,8 +325,6 @@ def main(argv=None) -> int:
                 p.error(f"cannot evaluate {r.path}: {e}")
             print(r.name, "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     if a.plot:
-        import matplotlib
-        matplotlib.use("Agg")
         plot_grouped(runs).savefig(a.plot, bbox_inches="tight")
         print(f"saved {a.plot}")
     return 0

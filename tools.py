@@ -101,6 +101,28 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device(kind)
 
 
+MEMINFO, CGROUP = Path("/proc/meminfo"), Path("/sys/fs/cgroup")  # where Linux tells the CPU's free memory
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes that can still be allocated on `device`: a GPU's free memory; for the CPU, the smaller of Linux's
+    MemAvailable and what this container's memory limit leaves (cgroup v2). None where it is not known (mps,
+    other systems)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type != "cpu":
+        return None
+    found = []
+    with contextlib.suppress(OSError, ValueError):
+        found += [1024 * int(line.split()[1]) for line in MEMINFO.read_text().splitlines()
+                  if line.startswith("MemAvailable:")]
+    with contextlib.suppress(OSError, ValueError):
+        limit = (CGROUP / "memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int((CGROUP / "memory.current").read_text()))
+    return min(found, default=None)
+
+
 @dataclass(frozen=True)
 class Processes:
     """Where this process stands among those torchrun started (one process: rank 0 of 1)."""

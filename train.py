@@ -17,8 +17,10 @@ and a checkpoint (model, optimizer, step, RNG and data-sampler state) is written
 and keeps the last good checkpoint; Ctrl-C (or SIGTERM, what `kill` and job schedulers send) saves and
 stops. Nothing is lost: a folder that already holds a run is refused (`--resume` it, or `--overwrite
 true`), a run folder is locked while a process writes it, and the folder is checked to be writable before
-any work. Architecture hooks go through `model.on_step(progress)`: the loop never branches on the
-architecture.
+any work. A model whose weights, gradients and AdamW moments alone exceed the device's free memory is refused
+before it is built, with the flags that shrink it (`check_memory`); running out of memory anyway, or losing
+another torchrun process, ends in one line that says where to resume (`Trainer.failure`). Architecture hooks
+go through `model.on_step(progress)`: the loop never branches on the architecture.
 
 Finetuning (`--init_from RUN`): the run starts from RUN's weights, tokenizer and model config, with a fresh
 TrainConfig (its own schedule, optimizer and step count). The data is read with RUN's tokenizer: a character
@@ -34,6 +36,7 @@ import argparse
 import contextlib
 import difflib
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -137,6 +140,74 @@ class Pretrained:
         return {"init_from": tools.run_ref(self.folder), "init_from_sha256": self.sha256}
 
 
+# --- memory and failures a user can act on --------------------------------------------------------
+STATE_BYTES = 16  # per parameter while training: float32 weights, gradients and AdamW's two moments
+GIB = 2 ** 30
+
+
+class ModelTooLargeError(ValueError):
+    """A run whose training state does not fit in its device's memory: the message says what it needs, what
+    there is, and which flags shrink it."""
+
+
+def training_bytes(mcfg: ModelConfig) -> tuple[int, int]:
+    """(parameters, bytes) that training `mcfg` holds before any activation: weights, gradients and AdamW's
+    moments in float32, and the model's buffers. Counted on the model built on the meta device, which has
+    every shape and no memory (and draws nothing from the RNGs)."""
+    with torch.device("meta"):
+        model = build_model(mcfg)
+    params = sum(p.numel() for p in model.parameters())
+    return params, STATE_BYTES * params + sum(b.numel() * b.element_size() for b in model.buffers())
+
+
+def memory_hint(mcfg: ModelConfig | None = None, tcfg: TrainConfig | None = None, fixed: str = "") -> str:
+    """The flags that make a run need less memory (with their values, when the configs are known); `fixed`:
+    the flag that brought the model config (--resume, --init_from), which then cannot be changed."""
+    def flag(name, cfg, more=""):
+        return f"--{name}" + (f" (now {getattr(cfg, name)!r}{more})" if cfg is not None else "")
+
+    batch = (f"lower {flag('batch_size', tcfg)} and raise --grad_accum to keep the batch, or use a device with "
+             f"more memory (--device)")
+    if fixed:
+        return f"{batch}; the model's size is fixed by {fixed}"
+    vocab = f": {mcfg.vocab_size:,} tokens" if mcfg is not None else ""
+    return (f"shrink the model with {flag('n_layer', mcfg)}, {flag('d_model', mcfg)} or "
+            f"{flag('tokenizer', mcfg, vocab)}, and its activations with {flag('block_size', mcfg)}; {batch}")
+
+
+def check_memory(mcfg: ModelConfig, tcfg: TrainConfig, device: torch.device, fixed: str = "") -> None:
+    """Refuse, before the model is built, a run whose training state (`training_bytes`) alone exceeds the free
+    memory of `device` (`tools.free_memory`; not known: no check). torchrun's processes on one machine each
+    hold a copy, so on the CPU they share its memory."""
+    free = tools.free_memory(device)
+    if free is None:
+        return
+    params, need = training_bytes(mcfg)
+    copies = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if device.type == "cpu" else 1
+    if need * copies > free:
+        each = f" for each of {copies} processes" if copies > 1 else ""
+        raise ModelTooLargeError(
+            f"this model ({params:,} parameters) needs at least {need / GIB:,.1f} GiB{each} to train (float32 "
+            f"weights, gradients and AdamW's two moments: {STATE_BYTES} bytes a parameter, before any activation), "
+            f"and {device} has {free / GIB:,.1f} GiB free; {memory_hint(mcfg, tcfg, fixed)}")
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Did an allocation fail: a GPU's OutOfMemoryError, the CPU allocator's RuntimeError, Python's MemoryError?"""
+    return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or isinstance(e, RuntimeError) and any(
+        s in str(e) for s in ("can't allocate memory", "not enough memory", "out of memory"))
+
+
+PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "remote worker crashing")  # gloo's words
+
+
+def lost_peer(e: BaseException, world: int) -> bool:
+    """Under torchrun: did the process group fail (another process stopped, so a collective cannot finish)?"""
+    import torch.distributed as dist
+    return world > 1 and (isinstance(e, dist.DistError) or isinstance(e, RuntimeError) and any(
+        s in str(e) for s in PEER_LOST))
+
+
 # --- the loop ---------------------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate(model, src: Source) -> dict:
@@ -223,6 +294,8 @@ class Trainer:
         if self.verbose and self.src.note:
             print(self.src.note)
         self.src.val = [b.to(self.device) for b in self.src.val]
+        self.model_fixed = "--resume" if _resume else "--init_from" if source else ""  # what brought the model config
+        check_memory(self.mcfg, tcfg, self.device, self.model_fixed)
         self.model = build_model(self.mcfg)
         if source is not None:
             self.model.load_state_dict(source.weights)
@@ -593,6 +666,22 @@ class Trainer:
                 f"`{o['init_from_sha256']}`), with its tokenizer and model config."
                 + (f" Text fitted to the tokenizer: {self.src.note}." if self.src.note else ""))
 
+    def failure(self, e: BaseException) -> str | None:
+        """One line for a run that `e` ended and that a user can act on (out of memory; under torchrun, another
+        process stopped), saying where to resume; None for any other error."""
+        if out_of_memory(e):
+            what = (f"out of memory on {self.device} after step {self.step} ({str(e).splitlines()[0]}); "
+                    f"{memory_hint(self.mcfg, self.tcfg, self.model_fixed)}")
+        elif lost_peer(e, self.procs.world):
+            what = (f"rank {self.procs.rank} of {self.procs.world}: another process of this torchrun stopped "
+                    f"after step {self.step}, torchrun's report names it ({str(e).splitlines()[0]})")
+        else:
+            return None
+        if not self.rows:
+            return f"{what}; no checkpoint was written yet"
+        return (f"{what}; the last checkpoint is at step {int(self.rows[-1]['step'])}: continue with "
+                f"python train.py --resume {self.out}")
+
     def write_readme(self) -> None:
         s = self.summary()
         sample = self.sample() if self.tcfg.sample_len and not self.stopped.startswith("non-finite") else ""
@@ -704,10 +793,21 @@ def main(argv=None) -> int:
                 trainer = Trainer(mcfg, tcfg, out, progress=progress, overwrite=overwrite)
         except (ConfigError, ValueError, FileNotFoundError, DownloadError) as e:  # RunFolderError is a ValueError
             parser.error(str(e))
+        except (RuntimeError, MemoryError) as e:
+            if not out_of_memory(e):
+                raise
+            parser.error(f"out of memory while setting up the run ({str(e).splitlines()[0]}); "
+                         f"{memory_hint(fixed=keeper)}")
     try:
         trainer.run()
     except tools.RunFolderError as e:  # another process took the folder meanwhile
         parser.error(str(e))
+    except (RuntimeError, MemoryError) as e:
+        message = trainer.failure(e)
+        if message is None:
+            raise
+        print(f"train.py: error: {message}", file=sys.stderr)
+        return 1
     finally:
         trainer.close()
     if not trainer.procs.main:  # under torchrun, the main process reports

@@ -126,6 +126,19 @@ def test_good_tokenizer_names(name):
     assert GPTConfig(tokenizer=name).tokenizer == name
 
 
+def test_the_tokenizer_help_states_the_bpe_sizes_that_load():
+    import re
+
+    from tokenizers import load
+    low, high = map(int, re.search(r"any N from (\d+) to (\d+)", GPTConfig.help()["tokenizer"]).groups())
+    assert f"N from {low} to {high}" in str(pytest.raises(ConfigError, GPTConfig, tokenizer="bpe-x").value)
+    for n in (low, 1000, high):  # every size in the range, not only the trained ones
+        assert load(f"bpe-{n}").vocab_size == n
+    for n in (low - 1, high + 1):  # the control: one step outside is refused, with the same range
+        with pytest.raises(ValueError, match=f"{low}..{high}"):
+            load(f"bpe-{n}")
+
+
 def test_arch_mismatch():
     other = next(a for a in MODEL_CONFIGS if a != "gpt") if len(MODEL_CONFIGS) > 1 else "nope"
     rejects("arch", lambda: GPTConfig(arch=other), "GPTConfig")

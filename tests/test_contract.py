@@ -241,7 +241,8 @@ def test_generate_reads_a_source_text_for_an_encoder_decoder():
     out = generate(m, task.tokenizer, ["abca", "dd"], max_new_tokens=5, temperature=0, stop_at_eos=False)
     for text, source in zip(out, ["abca", "dd"]):
         ids = generate_ids(m, torch.tensor([[task.tokenizer.bos_id]]), 5, temperature=0,
-                           source=Batch(src=torch.tensor([task.tokenizer.encode(source)])))
+                           source=Batch(src=torch.tensor([task.tokenizer.encode(source)])),
+                           banned=task.tokenizer.never_generated)
         assert text == task.tokenizer.decode_generated(ids[0, 1:].tolist())
     with pytest.raises(ValueError, match="needs a source"):
         m.init_state(1)

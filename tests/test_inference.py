@@ -1,6 +1,7 @@
 """Tests of inference.py: cached vs recomputed generation, the sampling filters, seeds, eos, batching of
 prompts of different lengths, beam search, and the command line."""
 import itertools
+import warnings
 
 import pytest
 import torch
@@ -217,6 +218,7 @@ def test_generation_stops_at_eos():
     assert out.tolist() == [[a, b, TOK.eos_id, TOK.eos_id], [c, a, b, TOK.eos_id]]
 
 
+@pytest.mark.filterwarnings("ignore::inference.UnknownCharactersWarning")  # "hello world" has letters TOK lacks
 def test_batched_prompts_of_different_lengths_equal_one_by_one():
     m = make()
     prompts = ["ab", "hello", "c", "xy", "hello world", "ij"]
@@ -308,6 +310,11 @@ def test_inference_cli_on_a_run_folder(tmp_path, monkeypatch, capsys):
     model, _, tok = load_run(out)
     want = generate(model, tok, ["The ", "def"], max_new_tokens=7, temperature=0)
     assert f"The {want[0]}\n" in printed and f"def{want[1]}\n" in printed
+    assert inference.main([str(out), "--prompt", "\U0001f600 x", "--max_new_tokens", "3"]) == 0
+    printed, err = capsys.readouterr()
+    assert printed.startswith("\U0001f600 x")
+    assert err.splitlines() == [f"inference.py: warning: the prompt holds characters the tokenizer {tok.name!r} "
+                                f"has no token for: '\U0001f600'; the model reads each as <unk>"]
     with pytest.raises(SystemExit) as e:
         inference.main([str(tmp_path / "not_a_run")])
     assert e.value.code == 2
@@ -353,6 +360,17 @@ def test_the_cli_checks_sampling_arguments_before_loading_anything(kw, says, cap
     assert len(err.splitlines()) == 2 and "usage:" not in err  # the reason first, one hint, no usage block
 
 
+def test_the_cli_help_states_the_valid_values_the_errors_state(capsys):
+    with pytest.raises(SystemExit):
+        inference.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for name, (_, valid) in inference.SAMPLING_ARGS.items():
+        assert f"--{name}" in help_text and f"{valid} (default:" in help_text
+    assert "top_k = -1 is not valid: use an integer >= 0: keep the k most likely tokens; 0 = off" in str(
+        pytest.raises(inference.SamplingError, inference.check_sampling, top_k=-1).value)
+    inference.check_sampling(top_k=0)  # the control: 0, which the help calls "off", is accepted
+
+
 def test_valid_edge_values_are_accepted():
     m = make()
     for kw in (dict(temperature=0), dict(top_p=1.0), dict(min_p=0.0), dict(min_p=1.0), dict(top_k=0),
@@ -386,23 +404,50 @@ def test_streaming_holds_back_an_unfinished_character():
     assert "".join(got) == "a中b" and all("\ufffd" not in g for g in got)
 
 
-def test_generated_text_leaves_out_pad_and_bos():
-    class Says(StandIn):
-        """Always the same next tokens, in turn: <bos> x <pad> y <eos>."""
-        max_context = None
+def test_generated_ids_read_as_text_leave_out_pad_and_bos():
+    x, y = TOK.encode("xy")
+    assert TOK.decode_generated([TOK.bos_id, x, TOK.pad_id, y]) == "xy"
+    assert TOK.decode([TOK.bos_id, x, TOK.pad_id, y]) != "xy"  # the control: plain decode spells them
 
-        def __init__(self):
-            super().__init__()
-            self.seq = [TOK.bos_id, TOK.encode("x")[0], TOK.pad_id, TOK.encode("y")[0], TOK.eos_id]
-            self.n = 0
 
-        def forward(self, x, state=None):
-            logits = torch.full((x.shape[0], x.shape[1], V), -1e9)
-            logits[:, -1, self.seq[min(self.n, 4)]] = 0
-            self.n += 1
-            return Output(logits, None, state)
+class Favours(StandIn):
+    """Logits that favour, by far, the tokens that stand for no text (<pad> <sep> <bos> <unk>), then "x"; every
+    other token (<eos> too) is out of reach."""
+    max_context = None
 
-    assert generate(Says(), TOK, "a", max_new_tokens=10, temperature=0) == "xy"
+    def forward(self, x, state=None):
+        logits = torch.full((x.shape[0], x.shape[1], V), -1e9)
+        logits[..., list(TOK.never_generated)] = 10.0
+        logits[..., TOK.encode("x")[0]] = 0.0
+        return Output(logits, None, state)
+
+
+def test_generation_never_draws_a_token_that_stands_for_no_text():
+    from tokenizers import load
+    assert set(TOK.never_generated) == {TOK.pad_id, TOK.sep_id, TOK.bos_id, TOK.unk_id}  # not <eos>: it ends text
+    bpe = load("bpe-512")
+    assert set(bpe.never_generated) == {bpe.pad_id, bpe.sep_id, bpe.bos_id}  # bytes spell everything: no <unk>
+    m = Favours()
+    for kw in (dict(temperature=1.5, seed=0), dict(temperature=1.0, top_k=2, seed=0), dict(temperature=0),
+               dict(beams=3)):
+        assert generate(m, TOK, "a", max_new_tokens=30, stop_at_eos=False, **kw) == "x" * 30, kw
+    # the control: the same model, sampled without the ban, draws them and almost nothing else, <unk> among them
+    ids, g = torch.tensor([TOK.encode("a")]), lambda: torch.Generator().manual_seed(0)
+    drawn = set(generate_ids(m, ids, 30, temperature=1.5, generator=g())[0, 1:].tolist())
+    assert drawn <= set(TOK.never_generated) and TOK.unk_id in drawn
+    banned = generate_ids(m, ids, 30, temperature=1.5, generator=g(), banned=TOK.never_generated)[0, 1:]
+    assert banned.tolist() == TOK.encode("x" * 30)
+
+
+def test_a_prompt_with_characters_the_tokenizer_lacks_warns_once_naming_them():
+    m = make()
+    with pytest.warns(inference.UnknownCharactersWarning) as caught:
+        generate(m, TOK, ["ab\u20acc", "z\u20ac"], max_new_tokens=2, temperature=0)
+    assert len(caught) == 1
+    assert "'z', '\u20ac'" in str(caught[0].message) and "<unk>" in str(caught[0].message)
+    with warnings.catch_warnings():  # the control: a prompt the tokenizer spells warns nothing
+        warnings.simplefilter("error")
+        generate(m, TOK, ["abc", "hello"], max_new_tokens=2, temperature=0)
 
 
 def test_a_prompt_that_mentions_special_tokens_is_text():

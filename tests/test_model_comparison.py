@@ -122,3 +122,25 @@ def test_plot_cli_writes_the_grouped_figure(tmp_path):
     shipped = [str(p) for p in tools.shipped_runs()][:3] + [str(tools.TRAINED / "tf-copy-6x4")]
     assert mc.main([*shipped, "--plot", str(out)]) == 0
     assert out.stat().st_size > 10_000
+
+
+def test_a_plot_path_savefig_would_fail_on_is_refused_before_any_run_is_loaded(tmp_path, monkeypatch, capsys):
+    bad = [(tmp_path / "missing" / "c.png", f"the folder {tmp_path / 'missing'} does not exist"),
+           (tmp_path / "c.bmp", "'.bmp' is not an image format matplotlib writes"),
+           (tmp_path / "c", "the file name has no extension"),
+           (tmp_path, "is a folder")]
+    if shutil.which("xelatex") is None:  # pgf is a format matplotlib lists, but writing it needs LaTeX
+        bad.append((tmp_path / "c.pgf", "matplotlib cannot write .pgf here"))
+    with monkeypatch.context() as m:
+        m.setattr(mc, "load_runs", lambda *a, **k: pytest.fail("runs were loaded before the --plot check"))
+        for path, says in bad:
+            with pytest.raises(SystemExit) as e:
+                mc.main(["gpt-builtin-reference", "--eval", "--plot", str(path)])
+            err = capsys.readouterr().err
+            assert e.value.code == 2 and f"--plot {path}" in err and says in err, err
+            assert "Traceback" not in err and (".png" in err or "is a folder" in err)  # what would be valid
+    assert not (tmp_path / "missing").exists()
+    # the control: a good path passes the check, and the evaluation starts
+    monkeypatch.setattr(mc, "evaluate_run", lambda run: pytest.fail("evaluation reached"))
+    with pytest.raises(pytest.fail.Exception, match="evaluation reached"):
+        mc.main(["gpt-builtin-reference", "--eval", "--plot", str(tmp_path / "C.PDF")])

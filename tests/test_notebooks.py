@@ -115,6 +115,57 @@ def test_no_notebook_reads_the_design_folder_or_ignores_every_cell():
     assert not problems, "\n".join(problems)
 
 
+# What JupyterLab 4 writes when it opens and saves a notebook: the kernelspec that ipykernel installs, the
+# language_info its kernel reports (the version aside: that is the Python of whoever opens the notebook).
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+LANGUAGE_INFO = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                 "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                 "pygments_lexer": "ipython3"}
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def changed_by_jupyterlab(path, nb, text):
+    """What opening and saving notebook `path` (parsed `nb`, stored `text`) in JupyterLab would change:
+    - a kernelspec or language_info other than its kernel's, rewritten on open (the notebook is then modified);
+    - stored widget state: JupyterLab's default (saveState off) never writes it, and with saveState on it marks
+      the notebook modified on open and rewrites the state on save;
+    - a widget view in an output, whose model is then nowhere ("Error displaying widget: model not found"; the
+      text/plain form beside it stays);
+    - JSON not in nbformat's form (sorted keys, one-space indent, final newline), which saving rewrites."""
+    import nbformat
+    found = []
+    meta = nb["metadata"]
+    if meta.get("kernelspec") != KERNELSPEC:
+        found.append(f"{path.name}: kernelspec {meta.get('kernelspec')}, JupyterLab writes {KERNELSPEC}")
+    info = {k: v for k, v in meta.get("language_info", {}).items() if k != "version"}
+    if info != LANGUAGE_INFO:
+        found.append(f"{path.name}: language_info {info}, ipykernel reports {LANGUAGE_INFO}")
+    if "widgets" in meta:
+        found.append(f"{path.name}: stores widget state (metadata.widgets)")
+    views = [i for i, c in enumerate(code_cells(nb)) for o in c.get("outputs", []) if WIDGET_VIEW in o.get("data", {})]
+    if views:
+        found.append(f"{path.name}: code cells {views} show a widget view ({WIDGET_VIEW}) of a model not stored")
+    saved = nbformat.writes(nbformat.reads(text, as_version=nbformat.NO_CONVERT))
+    if saved.rstrip("\n") + "\n" != text:
+        found.append(f"{path.name}: not in nbformat's JSON form (sorted keys, indent 1, final newline)")
+    return found
+
+
+def test_opening_and_saving_a_notebook_in_jupyterlab_changes_nothing():
+    problems = [f for p, nb in notebooks() for f in changed_by_jupyterlab(p, nb, p.read_text(encoding="utf-8"))]
+    assert not problems, "\n".join(problems)
+    # the control: each kind of change is seen
+    p, nb = notebooks()[0]
+    nb["metadata"]["kernelspec"] = {**KERNELSPEC, "display_name": "Python 3"}
+    nb["metadata"]["language_info"]["pygments_lexer"] = "python"
+    nb["metadata"]["widgets"] = {}
+    nb["cells"].append({"cell_type": "code", "execution_count": None, "id": "x", "metadata": {}, "source": "",
+                        "outputs": [{"output_type": "display_data", "metadata": {}, "data": {WIDGET_VIEW: {}}}]})
+    found = changed_by_jupyterlab(p, nb, json.dumps(nb))
+    kinds = ("kernelspec", "language_info", "widget state", "widget view", "nbformat's JSON form")
+    assert len(found) == len(kinds) and all(k in f for k, f in zip(kinds, found)), found
+
+
 def test_every_notebook_finds_the_repository_by_walking_up():
     """A notebook copied out of notebooks/ (to the repo root, to another folder in it) still imports mnemo."""
     import os

@@ -78,6 +78,12 @@ class Tokenizer:
     def eos_id(self) -> int:
         return self.special_ids["<eos>"]
 
+    @property
+    def never_generated(self) -> tuple[int, ...]:
+        """The ids generation never draws: `<pad>`, `<sep>` and `<bos>`, which lay out training sequences and
+        stand for no text of their own. `<eos>` is not among them: drawing it ends the text."""
+        return self.pad_id, self.sep_id, self.bos_id
+
     def decode_generated(self, ids) -> str:
         """Generated ids as text for a reader: `<pad>` and `<bos>`, which stand for no text, are left out
         (`<sep>` and `<eos>` stay visible: they mark where a prompt or a document ends)."""

@@ -54,6 +54,11 @@ class CharTokenizer(Tokenizer):
             out.append(self.chars[i - n] if i >= n else UNK_TEXT if i == self.unk_id else self.specials[i])
         return "".join(out)
 
+    @property
+    def never_generated(self) -> tuple[int, ...]:
+        """Also `<unk>`: it stands for a character the training text lacked, and decodes to U+FFFD."""
+        return *super().never_generated, self.unk_id
+
     def unknown_chars(self, text: str) -> set[str]:
         return set(text) - self.stoi.keys()
 
