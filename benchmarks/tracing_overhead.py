@@ -2,7 +2,7 @@
 
     python benchmarks/tracing_overhead.py   # from anywhere; one to three minutes; one thread
 
-DESIGN.md 3.1 promises that tracing is free when off. Since modules/tracing.py's redesign `@log_io` only
+docs/design.md#tracing promises that tracing is free when off. Since modules/tracing.py's redesign `@log_io` only
 marks a method (`fn.log_io = True`) and returns it unchanged; `trace(model, ...)` puts recording wrappers in
 the traced instances' `__dict__` for the `with` block and takes them out after. So "free when off" is a
 property of the structure, and this script checks the structure first, then times it.

@@ -28,7 +28,7 @@ mnemo's reading of the HILT README (the original code was never published, so th
 - With scale 0 the model is exactly its GPT (same parameter names: a GPT state dict loads with
   `strict=False`, the ILTs left over); tests/test_hilt.py checks equal logits.
 
-Reference: the HILT README (shared/ARCHITECTURES.md, section HILT); the GPT it builds on is modules/gpt.py.
+Reference: the HILT README (see docs/architectures/hilt.md); the GPT it builds on is modules/gpt.py.
 """
 from __future__ import annotations
 

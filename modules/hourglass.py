@@ -34,7 +34,7 @@ levels through the shortening. RoPE and the relative bias are applied at every l
 index: short token g of a level sits at position g of that level (distances are counted in groups), and
 the relative bias gets its own table per level.
 
-Differences from the originals, on purpose (shared/ARCHITECTURES.md):
+Differences from the originals, on purpose (docs/architectures/hourglass.md):
 - Any length. The shift puts k-1 zeros *in front* and the groups are cut from the shifted sequence, whose
   length L+k-1 always covers ceil(L/k) whole groups: no `L % k` assumption (trax) and no padding helper
   that fails for L % k != 0 (lucidrains). It also makes every group the same at every length: a shift

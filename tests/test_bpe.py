@@ -1,4 +1,4 @@
-"""Tests of the handwritten byte-level BPE tokenizer (tokenizers/bpe.py, shared/DESIGN.md 3.3)."""
+"""Tests of the handwritten byte-level BPE tokenizer (tokenizers/bpe.py, docs/design.md#tokenizers)."""
 import json
 import random
 

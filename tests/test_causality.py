@@ -1,4 +1,4 @@
-"""Causality, the property every decoder must have (shared/DESIGN.md 3.2): changing token p never changes a
+"""Causality, the property every decoder must have (docs/design.md#models): changing token p never changes a
 logit before p, for every registered architecture that declares itself `causal` and every option, with and
 without the streaming state (KV cache, memory) for those that declare `streams`, with dropout in eval mode
 and (same seed) in train mode.

@@ -1,5 +1,5 @@
 """Tests of the character tokenizer (tokenizers/character.py) and the file format it shares with BPE
-(tokenizers/base.py; shared/DESIGN.md 3.3)."""
+(tokenizers/base.py; docs/design.md#tokenizers)."""
 import json
 
 import pytest

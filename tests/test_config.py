@@ -1,5 +1,5 @@
 """Tests of config.py: validation messages that name the field, derived values, and the JSON round trip
-(shared/DESIGN.md 3.2, 3.5)."""
+(docs/design.md#configs)."""
 import dataclasses
 import json
 import math

@@ -1,5 +1,5 @@
 """Tests of data.py: the built-in corpus, Corpus splits and batches, the .npy id cache, the downloader
-(against an HTTP server on 127.0.0.1), and tasks with greedy accuracy (shared/DESIGN.md 3.4)."""
+(against an HTTP server on 127.0.0.1), and tasks with greedy accuracy (docs/design.md#data-and-tasks)."""
 import hashlib
 import http.server
 import os

@@ -1,4 +1,4 @@
-"""Tests of the finetune path (shared/DESIGN.md 3.5: `--init_from RUN`, `--records true`): a run that starts from
+"""Tests of the finetune path (docs/design.md#training: `--init_from RUN`, `--records true`): a run that starts from
 another run's weights, tokenizer and model config and records where it came from; records files (blank-line
 separated, each `<bos> record <eos>`); finetuning text fitted to a pretrained character tokenizer; and a model
 that, finetuned on a handful of records, learns to stop."""

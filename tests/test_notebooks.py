@@ -1,4 +1,4 @@
-"""Static checks of the stored notebooks (shared/DESIGN.md 6). nbval (tests/run.sh) re-runs them and compares
+"""Static checks of the stored notebooks (docs/design.md#notebooks). nbval (tests/run.sh) re-runs them and compares
 outputs, but it never checks a cell that was never executed; these tests make sure every code cell was run,
 top to bottom in a fresh kernel, without errors, and that each notebook seeds and pins its threads.
 

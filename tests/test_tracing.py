@@ -1,5 +1,5 @@
 """Tests of modules/tracing.py: the trace text, its filters, statistics, the tensor cache, and scoping
-(shared/DESIGN.md 3.1)."""
+(docs/design.md#tracing)."""
 from collections import namedtuple
 
 import pytest

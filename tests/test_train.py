@@ -1,6 +1,6 @@
 """Tests of train.py and the run-folder helpers in tools.py: exact resume after Ctrl-C, the run folder,
 loading without executing code, the NaN stop, the schedule, gradient accumulation, the task path and the
-command line (shared/DESIGN.md 3.5, 4, 5)."""
+command line (docs/design.md: training, run folders, names other scripts rely on)."""
 import csv
 import math
 import os
@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 from train import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
-LOG_HEADER = "step,tokens,elapsed_s,tokens_per_s,lr,train_loss,val_loss,grad_norm"  # DESIGN 3.5
+LOG_HEADER = "step,tokens,elapsed_s,tokens_per_s,lr,train_loss,val_loss,grad_norm"  # docs/design.md#log-columns
 COMPARED = ["step", "tokens", "lr", "train_loss", "val_loss", "grad_norm"]
 
 

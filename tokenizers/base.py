@@ -1,4 +1,4 @@
-"""The interface every mnemo tokenizer shares (shared/DESIGN.md 3.3).
+"""The interface every mnemo tokenizer shares (docs/design.md#tokenizers).
 
 A tokenizer turns text into integer ids and back. Every tokenizer has the same four special tokens,
 `<pad> <sep> <bos> <eos>`, reachable as `pad_id`, `sep_id`, `bos_id`, `eos_id`, and saves itself as

@@ -1,4 +1,4 @@
-"""Byte-level BPE tokenizer, written by hand (shared/DESIGN.md 3.3).
+"""Byte-level BPE tokenizer, written by hand (docs/design.md#tokenizers).
 
 References:
 - Sennrich, Haddow & Birch 2016, "Neural Machine Translation of Rare Words with Subword Units"
