@@ -126,7 +126,7 @@ def copy_weights(mnemo, plain):
         for b, p in zip(mnemo.blocks, plain.h):
             p.ln_1.weight.copy_(b.norm1.weight)
             p.ln_2.weight.copy_(b.norm2.weight)
-            p.attn.c_attn.weight.copy_(torch.cat([b.attn.q.weight, b.attn.kv.weight]))
+            p.attn.c_attn.weight.copy_(b.attn.qkv.weight)
             p.attn.c_proj.weight.copy_(b.attn.proj.weight)
             p.c_fc.weight.copy_(b.mlp.up.weight)
             p.c_proj.weight.copy_(b.mlp.down.weight)
@@ -188,7 +188,7 @@ def main() -> int:
     for i in range(WARMUP + REPEATS):
         for name in (("mnemo", "plain") if i % 2 == 0 else ("plain", "mnemo")):  # A B, B A, ...
             t0, c0 = time.perf_counter(), time.process_time()
-            loss, _, tokens = contenders[name](LR)
+            loss, _, tokens, *_ = contenders[name](LR)
             w, c = time.perf_counter() - t0, time.process_time() - c0
             losses[name].append(loss)
             if i >= WARMUP:

@@ -1,8 +1,9 @@
 """mnemo's building blocks and architectures, every one a `LoggingModule` whose shapes can be traced.
 
 Shared blocks: `norms`, `positions`, `attention`, `mlp`, `layer` (the pre-norm residual block), `base`
-(batch/output types, capabilities, embedding, heads, init, loss), `segments` (the segment loop of the
-segment-recurrent models). One file per architecture. The registry is `config.register`: each config class
+(batch/output types, capabilities, embedding, heads, init, loss), `decoder` (the forward of the decoder-only
+models that read their context in one pass), `segments` (the segment loop of the segment-recurrent models).
+One file per architecture. The registry is `config.register`: each config class
 names its model class there, and `build_model(cfg)` builds the one of `cfg.arch`.
 """
 from __future__ import annotations

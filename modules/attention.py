@@ -68,6 +68,18 @@ class KVCache:
         return buf
 
 
+class KVState:
+    """The streaming state of a decoder made of Blocks: one KV cache per layer (a GPT's, a HILT's; the
+    encoder-decoder's decoder carries the encoder output besides, `modules.seq2seq.Seq2SeqState`)."""
+
+    def __init__(self, n_layer: int):
+        self.caches = [KVCache() for _ in range(n_layer)]
+
+    def __len__(self) -> int:
+        """Positions seen so far."""
+        return len(self.caches[0])
+
+
 class Attention(LoggingModule):
     def __init__(self, d_model: int, n_head: int, n_kv_head: int | None = None, bias: bool = False,
                  dropout: float = 0.0):

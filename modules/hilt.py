@@ -11,7 +11,8 @@ that modulate the input of the next layer.
     logits = Head(Norm(h_{N-1}))
 
 The ILT never mixes positions: it runs on (B T, 2, D), one 2-long "sequence" per token. So HILT is causal
-exactly when its GPT is, and its streaming state is the GPT's KV cache (`KVState`) unchanged.
+exactly when its GPT is, and its streaming state is the GPT's KV cache per layer (`KVState`) unchanged. The
+forward is the shared decoder's (`modules.decoder.DecoderLM`); HILT overrides its `layers`.
 
 Curriculum: `scale = mod_start + progress (mod_end - mod_start)`, progress = step / max_iters, set through
 `on_step`, the training loop's one callback; in eval mode (evaluation, generation) the scale is `mod_end`.
@@ -35,8 +36,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import CAUSAL, CLASSIFIES, STREAMS, LanguageModel, Output, as_batch
-from .gpt import KVState
+from .base import Output, as_batch
+from .decoder import DecoderLM
 from .layer import Block, decoder_parts
 from .norms import make_norm
 from .tracing import LoggingModule, log_io
@@ -77,8 +78,7 @@ class ILT(LoggingModule):
         return d.mean(1)  # mean over the depth axis: (B T, D)
 
 
-class HILT(LanguageModel):
-    capabilities = frozenset({CAUSAL, STREAMS, CLASSIFIES})
+class HILT(DecoderLM):
     aux_terms = {"mod_scale": "metric"}
 
     def __init__(self, cfg):
@@ -97,27 +97,20 @@ class HILT(LanguageModel):
         p = self.progress if self.training else 1.0
         return self.cfg.mod_start + p * (self.cfg.mod_end - self.cfg.mod_start)
 
-    def init_state(self, batch_size: int, source=None) -> KVState:
-        return KVState(self.cfg.n_layer)
-
     @log_io
-    def forward(self, batch, state: KVState | None = None, last_only: bool = False) -> Output:
+    def forward(self, batch, state=None, last_only: bool = False) -> Output:
+        """The GPT's forward (`DecoderLM.forward`, its layers as below), with the scale in use as `mod_scale`."""
         batch = as_batch(batch)
         h = self.body(batch.x, state)
         return self.outputs(h, batch, state, last_only, aux={"mod_scale": torch.tensor(self.scale)})
 
-    @log_io
-    def body(self, x, state: KVState | None = None):
-        """x (B, T) ids -> hidden states (B, T, C), after the final norm; with a state, x continues it."""
-        past = 0 if state is None else len(state)
-        pos = torch.arange(past, past + x.shape[1], device=x.device)
-        h = self.drop(self.positions.embed(self.embed(x), pos))  # (B, T, C)
-        extras = self.positions.attention_extras(pos, torch.arange(past + x.shape[1], device=x.device)
-                                                 if past else pos)
+    def layers(self, h, state, q_pos, k_pos):
+        """The GPT's blocks, each output after the first modulated by the ILT that reads it with its input."""
+        extras = self.positions.attention_extras(q_pos, k_pos)
         for i, block in enumerate(self.blocks):
             out = block(h, causal=True, cache=None if state is None else state.caches[i], **extras)
             h = out if i == 0 else self.modulate(h, out, self.ilts[i - 1])
-        return self.norm(h)
+        return h  # (B, T, C)
 
     @log_io
     def modulate(self, prev, cur, ilt: ILT):

@@ -11,6 +11,9 @@
         x = Post(r + u)                  causal layers at this level's length again
     h = Norm(h); logits = Head(h)
 
+The embedding, the final norm and the head are the shared decoder's (`modules.decoder.DecoderLM`); the
+outermost `Level` takes the place of its blocks.
+
 The hierarchy is the paper's string, `--hierarchy "2@1 4@3 2@1"` (2 layers at full length, 4 at a third
 of it, 2 at full length): factors are cumulative and nest (`"1@1 1@2 2@6 1@2 1@1"`: relative factors 2
 then 3); `config.parse_hierarchy` rejects every malformed string with the reason. The depth used by the
@@ -69,10 +72,11 @@ from torch import nn
 
 from config import parse_hierarchy
 from .attention import Attention, KVCache
-from .base import CAUSAL, CLASSIFIES, STREAMS, LanguageModel, Output, TokenEmbedding, as_batch, make_head
-from .layer import stack
+from .base import TokenEmbedding, make_head
+from .decoder import DecoderLM
+from .layer import run_blocks, stack
 from .norms import make_norm
-from .positions import Positions
+from .positions import Positions, positions_after
 from .tracing import LoggingModule, log_io
 
 
@@ -230,8 +234,8 @@ class Level(LoggingModule):
     def forward(self, x, state: LevelState | None = None, positions: Positions | None = None):
         """x (B, T, C): this level's positions n ... n+T-1, n = what the state has seen (0 without one)."""
         n, T = (0 if state is None else state.length), x.shape[1]
-        extras = self.extras(positions, n, T, x.device)
-        x = self.layers(self.pre, x, None if state is None else state.pre, extras)
+        extras = {} if positions is None else positions.attention_extras(*positions_after(n, T))
+        x = run_blocks(self.pre, x, None if state is None else state.pre, extras)
         if self.inner is not None:
             r = x                                                           # residual, before the shift
             xs = self.shift_right(x, None if state is None else state.tail)  # (B, k-1+T, C)
@@ -248,20 +252,9 @@ class Level(LoggingModule):
             x = r + u
             if state is not None:
                 state.tail, state.last = xs[:, -(k - 1):], zs[:, -1:]
-        x = self.layers(self.post, x, None if state is None else state.post, extras)
+        x = run_blocks(self.post, x, None if state is None else state.post, extras)
         if state is not None:
             state.length += T
-        return x
-
-    def extras(self, positions, n: int, T: int, device) -> dict:
-        if positions is None:
-            return {}
-        pos = torch.arange(n, n + T, device=device)
-        return positions.attention_extras(pos, torch.arange(n + T, device=device) if n else pos)
-
-    def layers(self, blocks, x, caches, extras):
-        for i, block in enumerate(blocks):
-            x = block(x, causal=True, cache=None if caches is None else caches[i], **extras)
         return x
 
     @log_io
@@ -297,9 +290,7 @@ class HourglassState:
         return len(self.top)
 
 
-class Hourglass(LanguageModel):
-    capabilities = frozenset({CAUSAL, STREAMS, CLASSIFIES})
-
+class Hourglass(DecoderLM):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.levels = parse_hierarchy(cfg.hierarchy)
@@ -314,16 +305,7 @@ class Hourglass(LanguageModel):
     def init_state(self, batch_size: int, source=None) -> HourglassState:
         return HourglassState(self)
 
-    @log_io
-    def forward(self, batch, state: HourglassState | None = None, last_only: bool = False) -> Output:
-        batch = as_batch(batch)
-        return self.outputs(self.body(batch.x, state), batch, state, last_only)
-
-    @log_io
-    def body(self, x, state: HourglassState | None = None):
-        """x (B, T) ids -> hidden states (B, T, C), after the final norm; with a state, x continues it."""
-        past = 0 if state is None else len(state)
-        pos = torch.arange(past, past + x.shape[1], device=x.device)
-        h = self.drop(self.positions.embed(self.embed(x), pos))  # (B, T, C)
-        h = self.hourglass(h, None if state is None else state.top, self.positions)
-        return self.norm(h)
+    def layers(self, h, state: HourglassState | None, q_pos, k_pos):
+        """The outermost level, which nests the others (`DecoderLM.body` runs it between the embedding and
+        the final norm). Each level counts its own positions, so q_pos and k_pos are left to it."""
+        return self.hourglass(h, None if state is None else state.top, self.positions)  # (B, T, C)

@@ -52,16 +52,31 @@ class Block(LoggingModule):
         return x + self.mlp(self.norm2(x))  # (B, T, C)
 
 
-def stack(cfg, n_layer: int, cross: bool = False) -> nn.ModuleList:
-    """n_layer pre-norm Blocks of cfg's width, heads, norm and MLP (with cross-attention if `cross`)."""
+def stack(cfg, n_layer: int, cross: bool = False, shared: bool = False) -> nn.ModuleList:
+    """n_layer pre-norm Blocks of cfg's width, heads, norm and MLP (with cross-attention if `cross`); with
+    `shared`, one Block that the list holds n_layer times: n_layer layers of computation, one layer of
+    weights (the weight sharing across depth of the Universal Transformer, Dehghani et al. 2019). A state
+    dict names the shared weights under every index, so it loads like any other."""
+    if shared:
+        return nn.ModuleList([Block.from_config(cfg, cross)] * n_layer)
     return nn.ModuleList(Block.from_config(cfg, cross) for _ in range(n_layer))
 
 
-def decoder_parts(cfg, max_len: int) -> tuple:
+def run_blocks(blocks, x, caches: list[KVCache] | None, extras: dict):
+    """x (B, T, C) through causal Blocks in turn, block i extending caches[i] when streaming; `extras` are the
+    positional scheme's keyword arguments for attention (`Positions.attention_extras`)."""
+    for i, block in enumerate(blocks):
+        x = block(x, causal=True, cache=None if caches is None else caches[i], **extras)
+    return x  # (B, T, C)
+
+
+def decoder_parts(cfg, max_len: int, shared: bool = False) -> tuple:
     """The parts every decoder-only architecture shares, for it to assign by name in its own `__init__`
     (so traces and state dicts read alike): the token embedding, the positional scheme (covering `max_len`
-    positions), the embedding dropout, cfg.n_layer pre-norm Blocks, the final norm, and the head (the LM
-    head, tied to the embedding if cfg.tie_weights, or a classification head when cfg.n_classes >= 2)."""
+    positions), the embedding dropout, cfg.n_layer pre-norm Blocks (or one Block shared by all n_layer
+    layers, see `stack`), the final norm, and the head (the LM head, tied to the embedding if
+    cfg.tie_weights, or a classification head when cfg.n_classes >= 2)."""
     embed = TokenEmbedding(cfg.vocab_size, cfg.d_model)
     return (embed, Positions(cfg.pos, cfg.d_model, cfg.n_head, max_len), nn.Dropout(cfg.dropout),
-            stack(cfg, cfg.n_layer), make_norm(cfg.norm, cfg.d_model, cfg.bias), make_head(cfg, embed))
+            stack(cfg, cfg.n_layer, shared=shared), make_norm(cfg.norm, cfg.d_model, cfg.bias),
+            make_head(cfg, embed))

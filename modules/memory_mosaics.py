@@ -48,7 +48,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import KVCache, causal_mask
-from .base import CAUSAL, CLASSIFIES, STREAMS, LanguageModel, Output, TokenEmbedding, as_batch, make_head, no_decay
+from .base import TokenEmbedding, make_head, no_decay
+from .decoder import DecoderLM
 from .mlp import MLP
 from .norms import make_norm
 from .tracing import LoggingModule, log_io
@@ -317,9 +318,7 @@ class MosaicBlock(LoggingModule):
         return h + (self.persistent(x) if isinstance(self.persistent, MLP) else self.persistent(x, memory))
 
 
-class MemoryMosaics(LanguageModel):
-    capabilities = frozenset({CAUSAL, STREAMS, CLASSIFIES})
-
+class MemoryMosaics(DecoderLM):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model)
@@ -342,14 +341,10 @@ class MemoryMosaics(LanguageModel):
         return MosaicState(self.cfg.n_layer)
 
     @log_io
-    def forward(self, batch, state: MosaicState | None = None, last_only: bool = False) -> Output:
-        batch = as_batch(batch)
-        h = self.body(batch.x, state)
-        return self.outputs(h, batch, state, last_only)
-
-    @log_io
     def body(self, x, state: MosaicState | None = None):
-        """x (B, T) ids -> hidden states (B, T, C) after the final norm; no positions are added."""
+        """x (B, T) ids -> hidden states (B, T, C) after the final norm. In place of the shared decoder's body
+        (`modules.decoder.DecoderLM`): no positions are added, and each block reads and writes its own layer's
+        memory."""
         h = self.drop(self.embed(x))  # (B, T, C)
         for i, block in enumerate(self.blocks):
             h = block(h, None if state is None else state.layers[i])

@@ -7,6 +7,7 @@ positions are explicit, so segment-recurrent models can offset them and cached g
 the cache ends. They are (T,) integer tensors, or, when consecutive (as a model's always are), a Python
 `range`: then a scheme that needs no tensor of them makes none — the learned table checks its bounds on two
 integers and reads a slice, and the absolute schemes never build the key positions that only attention uses.
+`positions_after(past, n)` gives the ranges of a call that continues where `past` cached positions end.
 Cached decoding runs one token per call, so what a call costs apart from arithmetic is what bounds it.
 
 References: Vaswani et al. 2017 (sinusoidal); Su et al. 2021, RoFormer (RoPE, the "rotate half" form
@@ -26,6 +27,14 @@ from .tracing import LoggingModule, log_io
 def as_tensor(pos, device=None) -> torch.Tensor:
     """Positions as a (T,) int64 tensor: `pos` is one already, or a `range` of consecutive positions."""
     return torch.arange(pos.start, pos.stop, device=device) if isinstance(pos, range) else pos
+
+
+def positions_after(past: int, n: int) -> tuple[range, range]:
+    """The positions of n new queries that follow `past` earlier ones (held in a cache), and of every key they
+    see, the earlier ones first: past..past+n-1 and 0..past+n-1, as ranges. With nothing earlier they are one
+    object, so `Positions.attention_extras` makes one tensor of them."""
+    q_pos = range(past, past + n)
+    return q_pos, (range(past + n) if past else q_pos)
 
 
 class LearnedPositions(LoggingModule):
@@ -159,5 +168,5 @@ def sinusoidal_table(n: int, dim: int) -> torch.Tensor:
     return SinusoidalPositions(dim)(torch.arange(n))
 
 
-__all__ = ["as_tensor", "LearnedPositions", "SinusoidalPositions", "RoPE", "Rotary", "RelativeBias", "Positions",
-           "sinusoidal_table"]
+__all__ = ["as_tensor", "positions_after", "LearnedPositions", "SinusoidalPositions", "RoPE", "Rotary", "RelativeBias",
+           "Positions", "sinusoidal_table"]

@@ -19,21 +19,19 @@ A subclass assigns its parts in its own `__init__` — `embed`, `positions`, `dr
 """
 from __future__ import annotations
 
-from .attention import KVCache
+from .attention import KVState
 from .base import CLASSIFIES, ENCODER_DECODER, Batch, LanguageModel, Output, as_batch
+from .positions import positions_after
 from .tracing import log_io
 
 
-class Seq2SeqState:
-    """What decoding carries: the encoder output's cross-attention keys/values per decoder layer, the source
-    key mask, and one self-attention KV cache per decoder layer."""
+class Seq2SeqState(KVState):
+    """What decoding carries: one self-attention KV cache per decoder layer (`KVState`), and besides, the
+    encoder output's cross-attention keys/values per decoder layer and the source key mask."""
 
     def __init__(self, enc_kv: list, enc_mask, n_layer: int):
+        super().__init__(n_layer)
         self.enc_kv, self.enc_mask = enc_kv, enc_mask
-        self.caches = [KVCache() for _ in range(n_layer)]
-
-    def __len__(self) -> int:
-        return len(self.caches[0])
 
 
 def key_mask(mask):
@@ -83,10 +81,9 @@ class EncoderDecoder(LanguageModel):
     @log_io
     def decode_step(self, x, state: Seq2SeqState):
         """x (B, T) the next decoder tokens -> hidden states (B, T, C), with the caches of `state`."""
-        past = len(state)
-        q_pos = range(past, past + x.shape[1])
+        q_pos, k_pos = positions_after(len(state), x.shape[1])
         h = self.drop(self.positions.embed(self.embed(x), q_pos))
-        extras = self.positions.attention_extras(q_pos, range(past + x.shape[1]))
+        extras = self.positions.attention_extras(q_pos, k_pos)
         for block, cache, enc_kv in zip(self.decoder, state.caches, state.enc_kv):
             h = block(h, causal=True, cache=cache, enc_kv=enc_kv, enc_mask=state.enc_mask, **extras)
         return self.norm(h)

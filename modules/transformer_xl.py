@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 
 from .layer import decoder_parts
+from .positions import positions_after
 from .segments import SegmentLM
 from .tracing import log_io
 
@@ -73,9 +74,7 @@ class TransformerXL(SegmentLM):
     def step(self, ids, state: XLState):
         """ids (B, T): tokens of one segment (or the next part of it) -> hidden states (B, T, C); rolls the
         state."""
-        past = state.context(0).shape[1]                        # M + P
-        q_pos = range(past, past + ids.shape[1])
-        k_pos = range(past + ids.shape[1])
+        q_pos, k_pos = positions_after(state.context(0).shape[1], ids.shape[1])  # after M + P
         h = self.drop(self.positions.embed(self.embed(ids), q_pos))  # (B, T, C)
         extras = self.positions.attention_extras(q_pos, k_pos)
         inputs = []

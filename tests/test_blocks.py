@@ -11,11 +11,12 @@ from config import model_config
 from modules import build_model
 from modules.attention import Attention, KVCache, causal_mask
 from modules.base import LMHead, TokenEmbedding
-from modules.layer import Block
+from modules.decoder import DecoderLM
+from modules.layer import Block, decoder_parts, stack
 from modules.mlp import MLP
 from modules.norms import CosineNorm, LayerNorm, RMSNorm, make_norm
-from modules.positions import (LearnedPositions, Positions, RelativeBias, RoPE, SinusoidalPositions, rotate,
-                               sinusoidal_table)
+from modules.positions import (LearnedPositions, Positions, RelativeBias, RoPE, SinusoidalPositions, positions_after,
+                               rotate, sinusoidal_table)
 
 
 @pytest.fixture(autouse=True)
@@ -423,6 +424,47 @@ def test_block_cross_attention_reads_the_encoder():
     h = x + b.attn(b.norm1(x), causal=True)
     h = h + b.cross(b.norm_cross(h), enc)
     torch.testing.assert_close(b(x, enc=enc), h + b.mlp(b.norm2(h)))
+
+
+class WeightSharedGPT(DecoderLM):
+    """A GPT whose n_layer layers are one Block applied n_layer times (decoder_parts(..., shared=True))."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.embed, self.positions, self.drop, self.blocks, self.norm, self.head = decoder_parts(
+            cfg, cfg.block_size, shared=True)
+        self.init_weights(depth=cfg.n_layer)
+
+
+def test_a_shared_stack_is_one_block_applied_n_times_and_streams_like_any_decoder():
+    cfg = model_config("gpt", vocab_size=13, d_model=16, n_head=2, n_layer=3, block_size=16)
+    blocks = stack(cfg, 3, shared=True)
+    assert len(blocks) == 3 and blocks[0] is blocks[1] is blocks[2]
+    torch.manual_seed(0)
+    m = WeightSharedGPT(cfg).eval()
+    one_layer = build_model(model_config("gpt", vocab_size=13, d_model=16, n_head=2, n_layer=1, block_size=16))
+    assert m.num_params() == one_layer.num_params()                # the weights of one layer
+    x = torch.randint(0, 13, (2, 9), generator=torch.Generator().manual_seed(0))
+    rotary = m.positions.rope(torch.arange(9), torch.arange(9))
+    h = m.embed(x)
+    for _ in range(3):
+        h = m.blocks[0](h, causal=True, rotary=rotary)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x).logits, m.head(m.norm(h)))      # the block, three times
+        state = m.init_state(2)                                          # a cache per application
+        streamed = torch.cat([m(x[:, a:b], state).logits for a, b in ((0, 4), (4, 5), (5, 9))], dim=1)
+        torch.testing.assert_close(streamed, m(x).logits)
+    again = WeightSharedGPT(cfg)
+    again.load_state_dict(m.state_dict())                               # every index names the one block
+    assert again.blocks[0] is again.blocks[2]
+    torch.testing.assert_close(again.eval()(x).logits, m(x).logits)
+
+
+def test_positions_after_a_cache_are_consecutive_ranges():
+    assert positions_after(0, 4) == (range(4), range(4))
+    q, k = positions_after(0, 4)
+    assert q is k                                                       # one tensor, when they become tensors
+    assert positions_after(5, 2) == (range(5, 7), range(7))
 
 
 # --- the model: parameter groups, tying, initialisation ---------------------------------------------
