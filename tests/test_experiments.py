@@ -188,4 +188,4 @@ def test_every_shipped_experiment_run_is_finished_and_evaluated():
     assert len(runs) >= 18
     for run in runs:
         assert tools.run_status(run) == "finished", run
-        assert tools.load_json(run / "evaluation.json")["version"] == runner.EVALUATION_VERSION, run
+        assert tools.load_json(run / "evaluation.json")["version"] == evaluation.EVALUATION_VERSION, run

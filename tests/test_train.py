@@ -2,6 +2,7 @@
 loading without executing code, the NaN stop, the schedule, gradient accumulation, the task path and the
 command line (docs/design.md: training, run folders, names other scripts rely on)."""
 import csv
+from dataclasses import fields
 import math
 import os
 import pickle
@@ -507,7 +508,7 @@ def test_cli_help_lists_every_field_with_its_default(tmp_path):
     assert r.returncode == 0, r.stderr
     lines = {ln.split()[0]: ln for ln in r.stdout.splitlines() if ln.strip().startswith("--")}
     for cls in (GPTConfig, TrainConfig):
-        for f in cls.__dataclass_fields__.values():
+        for f in fields(cls):  # the dataclass fields (a ClassVar such as display_name is none)
             line = lines.get(f"--{f.name}")
             assert line is not None, f"--{f.name} missing from --help"
             shown = str(f.default).lower() if isinstance(f.default, bool) else repr(f.default)  # as typed
@@ -523,7 +524,7 @@ def test_cli_has_a_flag_for_every_field_of_every_architecture(arch):
     parser = train.build_parser(arch)
     flags = {o for a in parser._actions for o in a.option_strings}
     for cls in (MODEL_CONFIGS[arch], TrainConfig):
-        for name in cls.__dataclass_fields__:
+        for name in (f.name for f in fields(cls)):
             assert f"--{name}" in flags, f"{arch}: --{name} missing"
     args = vars(parser.parse_args([]))
     assert args == {}  # no default is injected: unset flags keep the dataclass defaults
