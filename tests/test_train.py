@@ -2,7 +2,6 @@
 loading without executing code, the NaN stop, the schedule, gradient accumulation, the task path and the
 command line (docs/design.md: training, run folders, names other scripts rely on)."""
 import csv
-from dataclasses import fields
 import math
 import os
 import pickle
@@ -10,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
