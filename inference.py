@@ -45,7 +45,7 @@ from typing import NamedTuple
 
 import torch
 
-from data import classification_batch, classify_ids, layout_of
+from data import classification_batch, classify_ids
 from modules import ENCODER_DECODER, Batch
 
 
@@ -349,7 +349,7 @@ def classify(model, tokenizer, texts, labels: list[str], pairs: bool = False):
                              f"texts separated by a tab, e.g. 'first text\\tsecond text'")
         rows.append(classify_ids(tokenizer, *text.split("\t", 1)) if pairs else classify_ids(tokenizer, text))
     limit = model.cfg.block_size
-    batch = classification_batch([r[:limit] for r in rows], tokenizer.pad_id, layout=layout_of(type(model)))
+    batch = classification_batch([r[:limit] for r in rows], tokenizer.pad_id, layout=model.batch_layout())
     device = next(model.parameters()).device
     probs = model.eval()(batch.to(device)).logits.float().softmax(-1).cpu()
     out = [Prediction([(labels[k], float(p[k])) for k in p.argsort(descending=True)], max(0, len(r) - limit))

@@ -4,10 +4,10 @@
     python model_comparison.py trained/a trained/b --plot curves.png
     python model_comparison.py --include_unfinished  # also runs still training, interrupted or stopped
 
-Honest comparison needs the same yardstick: `evaluate_run` scores every run on a fixed, seeded set of
-validation windows of its own corpus, and reports bits per character next to the loss per token, because
-two tokenizers' per-token losses are not comparable (a BPE token carries several characters).
-Task runs (trained with --task) are scored by greedy answer accuracy instead. For the same reason the
+Honest comparison needs the same yardstick: `--eval` scores every run with `evaluation.evaluate_run`, on a
+fixed, seeded set of validation windows of its own corpus, and reports bits per character next to the loss
+per token, because two tokenizers' per-token losses are not comparable (a BPE token carries several
+characters). Task runs (trained with --task) are scored by their task's metrics instead. For the same reason the
 curves are drawn on one axis per kind of loss (`loss_kind`: a corpus with a tokenizer, or a task with its
 sizes), never mixing losses that mean different things.
 
@@ -16,14 +16,12 @@ stopped early would be compared on numbers that are not its final ones.
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
+import evaluation
 import tools
 
 
@@ -91,64 +89,6 @@ def load_runs(paths=None, include_unfinished: bool = False) -> list[Run]:
 
 
 # --- evaluation on the same validation windows ------------------------------------------------------
-def validation_batches(run: Run, n: int = 8, batch_size: int = 16, seed: int = 0):
-    """A fixed, seeded set of validation batches from the run's own data (corpus windows or task examples)."""
-    from config import model_class
-    from data import Corpus, Records, layout_of, make_task
-    _, _, tok = run.load()
-    t = run.train_cfg
-    if t.task:
-        layout = layout_of(model_class(run.model_cfg.arch))
-        batches = make_task(t.task, t.task_len, t.task_vocab, t.n_keys).val_batches(n, batch_size, seed, layout)
-    else:
-        corpus = (Records if t.records else Corpus).load(t.data, tok, progress=False)
-        batches = corpus.val_batches(n, batch_size, run.model_cfg.block_size, seed)
-    return [b.to(run.device) for b in batches]
-
-
-@torch.no_grad()
-def topk_accuracy(model, batches, ks=(1, 5)) -> dict[int, float]:
-    """Teacher-forced top-k next-token accuracy over the non-ignored targets."""
-    from modules import IGNORE
-    hits, total = {k: 0 for k in ks}, 0
-    for b in batches:
-        logits, keep = model(b).logits, b.y != IGNORE
-        top = logits.topk(max(ks), dim=-1).indices                      # (B, T, kmax)
-        match = (top == b.y[..., None]) & keep[..., None]
-        for k in ks:
-            hits[k] += int(match[..., :k].any(-1).sum())
-        total += int(keep.sum())
-    return {k: hits[k] / total for k in ks}
-
-
-@torch.no_grad()
-def loss_by_position(model, batches) -> torch.Tensor:
-    """Mean cross-entropy (nats) at each position of the context, (T,): does more context help?"""
-    losses = []
-    for b in batches:
-        logits = model(b).logits
-        losses.append(torch.nn.functional.cross_entropy(logits.transpose(1, 2).float(), b.y, reduction="none"))
-    return torch.cat(losses).mean(0)
-
-
-@torch.no_grad()
-def evaluate_run(run: Run, n: int = 8, batch_size: int = 16, seed: int = 0) -> dict:
-    """Loss per token, bits per character, top-1/top-5 accuracy on fixed validation data (tasks: the task's
-    own metrics, e.g. greedy per-token and whole-answer accuracy)."""
-    from data import make_task
-    model, _, tok = run.load()
-    batches = validation_batches(run, n, batch_size, seed)
-    t = run.train_cfg
-    if t.task:
-        return make_task(t.task, t.task_len, t.task_vocab, t.n_keys).score(model, batches)
-    loss = sum(model(b).loss.item() for b in batches) / len(batches)
-    chars = sum(len(tok.decode(row.tolist())) for b in batches for row in b.y)
-    tokens = sum(b.y.numel() for b in batches)
-    out = {"val_loss": loss, "bpc": loss * tokens / chars / math.log(2)}
-    out.update({f"top{k}": v for k, v in topk_accuracy(model, batches).items()})
-    return out
-
-
 # --- tables and plots -------------------------------------------------------------------------------
 def markdown_table(runs: list[Run], digits: int = 3) -> str:
     """One row per run: architecture, size, data or task, how long, final and best validation loss, and
@@ -320,7 +260,7 @@ def main(argv=None) -> int:
         from data import DownloadError
         for r in runs:
             try:
-                scores = evaluate_run(r)
+                scores = evaluation.evaluate_run(r.path, device=r.device, loaded=r.load())
             except (DownloadError, ValueError) as e:  # its corpus cannot be read here
                 p.error(f"cannot evaluate {r.path}: {e}")
             print(r.name, "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))

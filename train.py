@@ -48,8 +48,8 @@ from tqdm.auto import tqdm
 
 import tools
 from config import MODEL_CONFIGS, ConfigError, ModelConfig, TrainConfig, config_from_dict, model_class
-from data import (Corpus, DownloadError, Records, corpus_name, curriculum_stages, layout_of, sha256_of,
-                  task_from_config)
+import evaluation
+from data import DECODER, Corpus, DownloadError, Records, corpus_name, curriculum_stages, task_from_config
 from modules import build_model
 from tokenizers import Tokenizer
 
@@ -80,7 +80,10 @@ def make_source(mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True,
         task = task_from_config(tcfg, mcfg.block_size)
         mcfg = replace(mcfg, tokenizer=task.tokenizer.name, block_size=task.seq_len,
                        vocab_size=task.tokenizer.vocab_size, n_classes=task.n_classes)
-        layout = layout_of(model_class(mcfg.arch))  # what the model reads, from its declared capabilities
+        layout = model_class(mcfg.arch).batch_layout()  # what the model reads, from its declared capabilities
+        if layout not in task.layouts:
+            raise ConfigError(f"arch = {mcfg.arch!r} reads {layout} batches, and task = {tcfg.task!r} makes "
+                              f"{list(task.layouts)} only; choose a model that reads one of them")
         stages = [task]
         if tcfg.curriculum:
             if not hasattr(mcfg, "seg_len"):
@@ -92,7 +95,7 @@ def make_source(mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True,
                      task.val_batches(tcfg.eval_iters, tcfg.batch_size, tcfg.seed + 1, layout), task, tcfg.task,
                      task.note)
         return src, mcfg
-    if layout_of(model_class(mcfg.arch)) != "decoder":
+    if model_class(mcfg.arch).batch_layout() != DECODER:
         raise ConfigError(f"arch = {mcfg.arch!r} is an encoder-decoder: it reads a source and writes a target, "
                           f"so it trains on a task (--task NAME, e.g. --task copy), not on a corpus")
     corpus = (Records if tcfg.records else Corpus).load(tcfg.data, tokenizer or mcfg.tokenizer, progress=progress)
@@ -125,7 +128,7 @@ class Pretrained:
         except FileNotFoundError as e:
             raise FileNotFoundError(f"init_from = {str(run)!r}: {e}") from None
         folder = tools.find_run(run)
-        return cls(folder, cfgs["model"], tok, model.state_dict(), sha256_of(folder / "model.pt"))
+        return cls(folder, cfgs["model"], tok, model.state_dict(), tools.sha256_of(folder / "model.pt"))
 
     def model_config(self, mcfg: ModelConfig | None) -> ModelConfig:
         """The source's model config; a different `mcfg` asked for alongside is a ConfigError naming the fields."""
@@ -209,21 +212,6 @@ def lost_peer(e: BaseException, world: int) -> bool:
 
 
 # --- the loop ---------------------------------------------------------------------------------------
-@torch.no_grad()
-def evaluate(model, src: Source) -> dict:
-    """Mean validation loss (and aux terms) over the fixed batches, plus the task's metrics on a task."""
-    was_training = model.training
-    model.eval()
-    outs = [model(b) for b in src.val]
-    model.train(was_training)
-    row = {"val_loss": sum(o.loss.item() for o in outs) / len(outs)}
-    for name in model.aux_terms:
-        row[f"val_{name}"] = sum(o.aux[name].item() for o in outs) / len(outs)
-    if src.task is not None:
-        row.update(src.task.score(model, src.val))
-    return row
-
-
 @dataclass
 class PendingRow:
     """The training figures of the log row in progress (since the previous row); saved in checkpoints as a
@@ -449,7 +437,8 @@ class Trainer:
                "val_loss": None, "grad_norm": p.grad_norm}
         row.update({f"train_{k}": sum(v) / len(v) for k, v in p.aux.items() if v})
         with self.autocast():
-            row.update(evaluate(self.model, self.src))  # every process: their rows and best stay the same
+            # every process evaluates: their rows and best stay the same
+            row.update(evaluation.validation_scores(self.model, self.src.val, self.src.task))
         self.rows.append(row)
         if self.procs.main:
             tools.write_log(self.out / "log.csv", self.rows, self.columns)
@@ -616,7 +605,7 @@ class Trainer:
         from inference import generate
         m = self.model.eval()
         if self.src.task is not None:
-            return self.src.task.show(m, self.src.val[0])
+            return evaluation.show_examples(m, self.src.task, self.src.val[0])
         if self.tcfg.records:  # three records written from <bos>, each up to its <eos>, in the records format
             return "\n\n".join(generate(m, self.src.tokenizer, [""] * 3, max_new_tokens=self.tcfg.sample_len,
                                          temperature=0.8, top_k=50, seed=self.tcfg.seed))

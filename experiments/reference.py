@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 import tools  # noqa: E402
 from config import MODEL_CONFIGS, TrainConfig, model_config  # noqa: E402
-from experiments.runner import Spec, evaluation, run_all  # noqa: E402
+from evaluation import stored_evaluation  # noqa: E402
+from experiments.runner import Spec, run_all  # noqa: E402
 from modules import CAUSAL, architectures  # noqa: E402
 
 SEEDS = (0, 1, 2)
@@ -70,10 +71,10 @@ def folder(quick: bool = False) -> Path:
 
 # --- results ----------------------------------------------------------------------------------------
 def results(folders: list[Path]) -> dict[str, list[dict]]:
-    """arch -> the stored evaluation of each of its runs (experiments/runner.py: evaluation)."""
+    """arch -> the stored evaluation of each of its runs (evaluation.stored_evaluation)."""
     out: dict[str, list[dict]] = {}
     for f in folders:
-        out.setdefault(tools.load_json(f / "model_config.json")["arch"], []).append(evaluation(f))
+        out.setdefault(tools.load_json(f / "model_config.json")["arch"], []).append(stored_evaluation(f))
     return out
 
 

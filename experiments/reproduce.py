@@ -49,7 +49,8 @@ sys.path.insert(0, str(ROOT))
 import tools  # noqa: E402
 from config import TrainConfig, model_config  # noqa: E402
 from experiments import hmu, memory_mosaics, reference, rmt_figure4  # noqa: E402
-from experiments.runner import Spec, evaluation, run_all  # noqa: E402
+from evaluation import stored_evaluation  # noqa: E402
+from experiments.runner import Spec, run_all  # noqa: E402
 
 SEEDS = (0, 1, 2)
 QUICK_SEEDS = (0, 1)
@@ -267,7 +268,7 @@ def claim_section(claim: Claim, quick: bool, figures: Path, page_dir: Path,
         flag = " --quick" if quick else ""
         return "\n".join(head + ["", f"**Not run yet**: {len(pending)} of {len(specs)} runs are not finished. Run "
                                      f"`python experiments/reproduce.py{flag} --claims {claim.key}`."]) + "\n", {}, []
-    scores = {f: evaluation(f) for f in folders}
+    scores = {f: stored_evaluation(f) for f in folders}
     lines = ["", "| comparison | paper | ours: claimed winner | ours: baseline | seeds | verdict |",
              "|---|---|---|---|---|---|"]
     rows, verdicts = [], []

@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 import tools  # noqa: E402
 from config import TrainConfig, model_config  # noqa: E402
 from data import make_task  # noqa: E402
+from evaluation import task_scores  # noqa: E402
 from train import train  # noqa: E402
 
 MODEL = dict(n_layer=2, d_model=64, n_head=4, pos="rope")
@@ -110,7 +111,7 @@ def score_folder(folder: Path) -> dict:
     model, cfgs, _ = tools.load_run(folder)
     t = cfgs["train"]
     task = make_task(t.task, t.task_len, t.task_vocab, t.n_keys)
-    scores = task.score(model, task.val_batches(EVAL_BATCHES, EVAL_BATCH_SIZE, EVAL_SEED))
+    scores = task_scores(model, task, task.val_batches(EVAL_BATCHES, EVAL_BATCH_SIZE, EVAL_SEED))
     acc, exact = scores["val_acc"], scores["val_exact"]
     log = tools.read_log(folder / "log.csv")
     reached = next((int(r["step"]) for r in log if r["val_acc"] >= SOLVED), None)

@@ -10,9 +10,9 @@ each run folder under `root`:
 The bar counts optimizer steps over the whole list, so its estimate of the time left weighs long runs as
 long; runs already finished when the list starts count as done and do not speed up the estimate.
 
-`evaluation(folder)` scores a finished run on fixed data once and keeps the scores in the folder
-(evaluation.json, tied to its weights by their hash), so that results pages and tables are written from
-files, cheaply, and a test can tell when one is stale.
+Each finished run is then scored once by `evaluation.stored_evaluation(folder)`, which keeps its scores in
+the folder (evaluation.json, tied to its weights by their hash), so that results pages and tables are written
+from files, cheaply, and a test can tell when one is stale.
 """
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 
 import tools  # noqa: E402
 from config import ModelConfig, TrainConfig  # noqa: E402
-from data import sha256_of  # noqa: E402
 from train import Trainer  # noqa: E402
 
 
@@ -105,31 +104,3 @@ def _run_list(specs: list[Spec], folders: list[Path], bar) -> None:
         if trainer.stopped:
             bar.close()
             raise SystemExit(f"{spec.name}: {trainer.stopped}\nrun the same command again to continue the list")
-
-
-EVALUATION_VERSION = 3  # what evaluation() stores; a stored evaluation of another version is computed again
-BY_POSITION_BATCHES = 32
-
-
-def evaluation(folder: Path) -> dict:
-    """The run's scores on fixed data (`model_comparison.evaluate_run`: corpus runs loss, bits per character,
-    top-1/top-5 and loss by position; task runs the task's own metrics), plus its parameters, training
-    seconds, tokens per second and best validation loss of its log (the loop's own validation batches, drawn
-    with the run's seed); computed once and kept in folder/evaluation.json with the hash of the weights they
-    were computed from (recomputed when the weights change, or when this function stores more)."""
-    import model_comparison as mc
-    path, weights = folder / "evaluation.json", sha256_of(folder / "model.pt")[:16]
-    stored = tools.load_json(path) if path.exists() else {}
-    if stored.get("weights") == weights and stored.get("version") == EVALUATION_VERSION:
-        return stored
-    run = mc.load_runs([folder])[0]
-    scores = {k: float(v) for k, v in mc.evaluate_run(run).items()}
-    if not run.train_cfg.task:
-        # 32 x 16 windows: at one position the text of 128 windows varies more than the models do
-        by_position = mc.loss_by_position(run.load()[0], mc.validation_batches(run, n=BY_POSITION_BATCHES))
-        scores["by_position"] = [round(float(v), 5) for v in by_position]
-    last = run.log[-1]
-    scores.update(params=run.params, train_s=last["elapsed_s"], tokens_per_s=last["tokens"] / last["elapsed_s"],
-                  best_val_loss=min(r["val_loss"] for r in run.log), weights=weights, version=EVALUATION_VERSION)
-    tools.save_json(path, scores)
-    return scores

@@ -15,7 +15,6 @@ the model declares their names in `aux_terms`, and the training loop logs each a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple
 
@@ -23,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .tracing import LoggingModule, log_io
+from data.batch import DECODER, ENCODER_DECODER as ENCODER_DECODER_LAYOUT, IGNORE, Batch
 
-IGNORE = -100  # target id that takes no loss (prompt positions of a task, padding)
+from .tracing import LoggingModule, log_io
 
 # --- capabilities: what a model is, declared by its class, read by the generic tests and by inference ----
 CAUSAL = "causal"                    # the output at position t depends on the inputs up to t only
@@ -35,41 +34,6 @@ CLASSIFIES = "classifies"            # takes n_classes >= 2: a classification he
 CAPABILITIES = (CAUSAL, STREAMS, ENCODER_DECODER, CLASSIFIES)
 
 NO_AUX: Mapping[str, torch.Tensor] = MappingProxyType({})
-
-
-@dataclass
-class Batch:
-    """One batch in any of the three forms; fields a form does not use stay None.
-
-    Examples of different lengths are right-padded; a mask is True at real tokens. Padded positions never
-    take loss (their target is IGNORE), are never attended to by an encoder or a cross-attention, and, since
-    they come after every real token, a causal decoder's outputs at real positions never see them."""
-    x: torch.Tensor | None = None         # (B, T) input ids: the sequence (decoder-only), or <bos> + target[:-1]
-    y: torch.Tensor | None = None         # (B, T) target ids, IGNORE where no loss is taken
-    mask: torch.Tensor | None = None      # (B, T) bool, True at real tokens of x; None = no padding
-    src: torch.Tensor | None = None       # (B, S) source ids (encoder-decoder)
-    src_mask: torch.Tensor | None = None  # (B, S) bool, True at real source tokens; None = no padding
-    labels: torch.Tensor | None = None    # (B,) class ids (classification)
-
-    @property
-    def size(self) -> int:
-        return (self.x if self.x is not None else self.src).shape[0]
-
-    @property
-    def n_tokens(self) -> int:
-        """Real (non-padding) tokens the model reads: what throughput counts."""
-        def count(ids, mask):
-            return 0 if ids is None else ids.numel() if mask is None else int(mask.sum())
-        return count(self.x, self.mask) + count(self.src, self.src_mask)
-
-    def rows(self, start: int, stop: int) -> "Batch":
-        """Examples start..stop-1 (one process's share of a global batch)."""
-        return type(self)(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[start:stop]
-                             for f in fields(self)})
-
-    def to(self, device) -> "Batch":
-        return type(self)(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
-                             for f in fields(self)})
 
 
 def as_batch(batch) -> Batch:
@@ -172,6 +136,13 @@ class LanguageModel(LoggingModule):
     @property
     def classifies(self) -> bool:
         return isinstance(self.head, ClassifierHead)
+
+    @classmethod
+    def batch_layout(cls) -> str:
+        """The layout of the batches this model reads, from its capabilities: an encoder-decoder reads a task's
+        prompt as its source (data.batch.ENCODER_DECODER), every other model `prompt <sep> answer` (DECODER).
+        The training loop asks the task for this layout."""
+        return ENCODER_DECODER_LAYOUT if ENCODER_DECODER in cls.capabilities else DECODER
 
     def init_state(self, batch_size: int, source: Batch | None = None):
         """A fresh streaming state (None for models that carry nothing). Encoder-decoders encode `source`

@@ -15,6 +15,7 @@ import config
 import tools
 from config import ModelConfig, TrainConfig, model_config, option
 from data import make_task, pad_rows
+from evaluation import task_scores
 from inference import generate, generate_ids
 from modules import CAUSAL, CLASSIFIES, Batch, build_model, patch, trace
 from modules.base import ClassifierHead, LanguageModel, TokenEmbedding, make_head
@@ -124,7 +125,7 @@ def test_a_fake_encoder_decoder_trains_scores_saves_and_reloads(tmp_path):
     assert type(model) is FakeSeq2Seq and cfgs["model"].arch == "fake_seq2seq"
     with torch.no_grad():
         torch.testing.assert_close(model(b).loss, t.model.eval()(b).loss)
-    assert make_task("copy", task_len=4, task_vocab=4).score(model, t.src.val) == {
+    assert task_scores(model, make_task("copy", task_len=4, task_vocab=4), t.src.val) == {
         k: rows[-1][k] for k in ("val_acc", "val_exact")}
     assert "->" in (t.out / "README.md").read_text()                  # a sample of source -> answer
 
@@ -135,7 +136,7 @@ def test_a_fake_classifier_trains_on_padded_sentences_and_gets_its_metrics(tmp_p
     assert read_header(t.out)[-4:] == ["val_acc", "val_precision", "val_recall", "val_f1"]
     assert t.rows[-1]["val_acc"] > 0.6 > 1 / 3 + 0.1                # well above chance (1/3)
     model, _, _ = tools.load_run(t.out)
-    scores = make_task("majority", task_len=10, n_keys=3).score(model, t.src.val)
+    scores = task_scores(model, make_task("majority", task_len=10, n_keys=3), t.src.val)
     assert scores["val_acc"] == pytest.approx(t.rows[-1]["val_acc"])
 
 

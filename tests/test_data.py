@@ -17,13 +17,14 @@ import torch
 from torch import nn
 
 import data
-from data import (IGNORE, Copy, Corpus, DownloadError, Remote, builtin_text, download, greedy_answers, load_text,
+from evaluation import greedy_answers, task_scores
+from data import (IGNORE, Copy, Corpus, DownloadError, Remote, builtin_text, download, load_text,
                   make_task)
 
 
 def task_accuracy(model, batches, task=None):
     """(per-token, whole-answer) greedy accuracy through the task's own scorer."""
-    s = (task or make_task("copy")).score(model, batches)
+    s = task_scores(model, task or make_task("copy"), batches)
     return s["val_acc"], s["val_exact"]
 
 

@@ -7,7 +7,7 @@ import torch
 
 import tools
 from config import TrainConfig, model_class
-from data import TASKS, layout_of, make_task
+from data import TASKS, make_task
 from inference import generate_ids
 from modules import CAUSAL, STREAMS, architectures, build_model, trace
 from test_causality import arch_config
@@ -52,7 +52,7 @@ def test_every_architecture_traces_without_changing_its_outputs(arch):
     task = make_task("copy", task_len=4, task_vocab=4)
     torch.manual_seed(0)
     m = build_model(arch_config(arch, vocab_size=task.tokenizer.vocab_size, block_size=task.seq_len, **TINY)).eval()
-    b = task.batch(2, np.random.default_rng(0), layout_of(type(m)))
+    b = task.batch(2, np.random.default_rng(0), m.batch_layout())
     plain = m(b).logits
     with trace(m) as t:
         traced = m(b).logits

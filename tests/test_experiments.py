@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import evaluation
 import tools
 from config import TrainConfig, model_config
 from experiments import reference, reproduce, runner
@@ -125,13 +126,13 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path):
 def test_a_stored_evaluation_follows_the_weights(tmp_path):
     spec = tiny("a", 0)
     runner.run_all([spec], tmp_path, progress=False)
-    first = runner.evaluation(tmp_path / "a")
+    first = evaluation.stored_evaluation(tmp_path / "a")
     assert first["weights"] and math.isfinite(first["val_loss"]) and len(first["by_position"]) == 16
     stored = tools.load_json(tmp_path / "a" / "evaluation.json")
     tools.save_json(tmp_path / "a" / "evaluation.json", {**stored, "val_loss": -1.0})  # cached: read back
-    assert runner.evaluation(tmp_path / "a")["val_loss"] == -1.0
+    assert evaluation.stored_evaluation(tmp_path / "a")["val_loss"] == -1.0
     tools.save_json(tmp_path / "a" / "evaluation.json", {**stored, "weights": "0" * 16})  # other weights
-    assert runner.evaluation(tmp_path / "a")["val_loss"] == first["val_loss"]
+    assert evaluation.stored_evaluation(tmp_path / "a")["val_loss"] == first["val_loss"]
 
 
 # --- the shipped results agree with the shipped run folders -----------------------------------------
@@ -156,12 +157,11 @@ def test_the_readme_reference_table_is_the_one_the_run_folders_give():
 def test_a_stored_evaluation_is_what_evaluating_the_run_gives_today():
     """evaluation.json is a cache: scoring the weights again gives the same numbers (here for one run of each
     kind: a corpus run and a task run), so a page written from the caches says what the weights do."""
-    import model_comparison as mc
     for folder in (shipped("reference", "gpt-s0"), shipped("reproduce", "hmu", "hmu-s0")):
         if not folder.exists():
             pytest.fail(f"{folder} is not shipped: run python experiments/reproduce.py")
         stored = tools.load_json(folder / "evaluation.json")
-        fresh = mc.evaluate_run(mc.load_runs([folder])[0])
+        fresh = evaluation.evaluate_run(folder)
         for k, v in fresh.items():
             assert float(v) == pytest.approx(stored[k], rel=1e-4, abs=1e-6), (folder, k)
 
@@ -188,4 +188,4 @@ def test_every_shipped_experiment_run_is_finished_and_evaluated():
     assert len(runs) >= 18
     for run in runs:
         assert tools.run_status(run) == "finished", run
-        assert tools.load_json(run / "evaluation.json")["version"] == runner.EVALUATION_VERSION, run
+        assert tools.load_json(run / "evaluation.json")["version"] == evaluation.EVALUATION_VERSION, run

@@ -12,6 +12,7 @@ import torch
 from config import ConfigError, TrainConfig, model_config
 from data import (ENCODER_DECODER, IGNORE, DataFileError, bleu, distinct_n, make_task, pad_rows, rouge_n, sequence_metrics,
                   without_source)
+from evaluation import task_scores
 from inference import generate_ids
 from modules import Batch, build_model
 from modules.hmu import HMU, VAE
@@ -275,7 +276,7 @@ def test_an_untrained_model_scores_near_chance_on_every_metric():
     task = make_task("hmu_temporal", task_len=6, task_vocab=5)
     torch.manual_seed(0)
     m = build_model(model_config("hmu", vocab_size=task.tokenizer.vocab_size, block_size=task.seq_len, **SMALL))
-    scores = task.score(m, task.val_batches(4, 32, seed=1, layout=ENCODER_DECODER))
+    scores = task_scores(m, task, task.val_batches(4, 32, seed=1, layout=ENCODER_DECODER))
     assert list(scores) == task.metrics()
     assert scores["val_acc"] < 0.4 and abs(scores["val_retention"]) < 0.15
     assert 4 < scores["val_ppl"] < 2 * task.tokenizer.vocab_size

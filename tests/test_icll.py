@@ -7,6 +7,7 @@ import torch
 
 from config import model_config
 from data import ENCODER_DECODER, LegalBatch, make_task
+from evaluation import show_examples, task_scores
 from modules import Output, build_model
 from modules.base import IGNORE
 
@@ -76,7 +77,7 @@ def test_an_oracle_scores_1_and_a_uniform_guesser_chance():
     rng.bit_generator.state = state
     automata = [task.generate(16, rng)[3] for _ in range(3)]  # the same draws as the batches
     for b, delta in zip(batches, automata):
-        assert task.score(StandIn(oracle_logits(task, delta)), [b])["val_legal"] == 1.0
+        assert task_scores(StandIn(oracle_logits(task, delta)), task, [b])["val_legal"] == 1.0
     g = torch.Generator().manual_seed(0)
     letters = slice(task.first, task.first + task.task_vocab)
 
@@ -84,14 +85,14 @@ def test_an_oracle_scores_1_and_a_uniform_guesser_chance():
         out = torch.full((*x.shape, task.tokenizer.vocab_size), -1e9)
         out[..., letters] = torch.rand(*x.shape, task.task_vocab, generator=g)
         return out
-    s = task.score(StandIn(uniform), batches)
+    s = task_scores(StandIn(uniform), task, batches)
     assert 0.1 < s["val_chance"] < 0.4
     assert abs(s["val_legal"] - s["val_chance"]) < 0.03, s
     for b, delta in zip(batches, automata):  # the greedy letter is scored: a preferred `|` neither helps nor hurts
         oracle = oracle_logits(task, delta)
         sure_to_end = StandIn(lambda x: oracle(x) + 5 * torch.nn.functional.one_hot(
             torch.full(x.shape, task.sep_symbol), task.tokenizer.vocab_size))
-        assert task.score(sure_to_end, [b])["val_legal"] == 1.0
+        assert task_scores(sure_to_end, task, [b])["val_legal"] == 1.0
 
 
 def test_both_layouts_and_a_model_run_it():
@@ -106,9 +107,9 @@ def test_both_layouts_and_a_model_run_it():
         m = build_model(model_config(arch, vocab_size=task.tokenizer.vocab_size, block_size=task.seq_len,
                                      n_layer=1, d_model=16, n_head=2))
         assert torch.isfinite(m(d).loss)
-        s = task.score(m, [d])
+        s = task_scores(m, task, [d])
         assert set(s) == set(task.metrics()) and 0 <= s["val_legal"] <= 1
-        assert "greedy" in task.show(m, d, n=1)
+        assert "greedy" in show_examples(m, task, d, n=1)
 
 
 def test_invalid_vocab_is_rejected():

@@ -11,6 +11,7 @@ import pytest
 matplotlib.use("Agg")
 
 import data  # noqa: E402
+import evaluation  # noqa: E402
 import model_comparison as mc  # noqa: E402
 import tools  # noqa: E402
 from config import TrainConfig, model_config  # noqa: E402
@@ -141,6 +142,6 @@ def test_a_plot_path_savefig_would_fail_on_is_refused_before_any_run_is_loaded(t
             assert "Traceback" not in err and (".png" in err or "is a folder" in err)  # what would be valid
     assert not (tmp_path / "missing").exists()
     # the control: a good path passes the check, and the evaluation starts
-    monkeypatch.setattr(mc, "evaluate_run", lambda run: pytest.fail("evaluation reached"))
+    monkeypatch.setattr(evaluation, "evaluate_run", lambda *a, **k: pytest.fail("evaluation reached"))
     with pytest.raises(pytest.fail.Exception, match="evaluation reached"):
         mc.main(["gpt-builtin-reference", "--eval", "--plot", str(tmp_path / "C.PDF")])

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from data import DECODER, ENCODER_DECODER, TASKS, QuadraticEquations, greedy_answers, layout_of, make_task
+from data import DECODER, ENCODER_DECODER, TASKS, QuadraticEquations, make_task
+from evaluation import greedy_answers, task_scores
 from modules import architectures, build_model
 from test_causality import arch_config
 from modules.base import IGNORE
@@ -139,9 +140,9 @@ def test_every_architecture_runs_every_task(name, arch):
                       d_model=16, n_head=2, n_classes=task.n_classes)
     torch.manual_seed(0)
     model = build_model(cfg)
-    b = task.batch(3, np.random.default_rng(0), layout_of(type(model)))
+    b = task.batch(3, np.random.default_rng(0), model.batch_layout())
     assert torch.isfinite(model(b).loss)
-    scores = task.score(model, [b])
+    scores = task_scores(model, task, [b])
     assert list(scores) == task.metrics() and all(task.metric_range(k)[0] <= v <= task.metric_range(k)[1]
                                                   for k, v in scores.items())
     if task.n_classes == 0:

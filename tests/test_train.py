@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+import evaluation
 import tools
 from config import MODEL_CONFIGS, GPTConfig, TrainConfig, config_from_dict, model_config
 from modules import Batch
@@ -138,7 +139,6 @@ SIGNAL_POINTS = {
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("point", SIGNAL_POINTS)
 def test_a_signal_at_any_point_of_a_step_resumes_exactly(finished, tmp_path, monkeypatch, point, signum):
-    import train
     where, times = SIGNAL_POINTS[point]
     out = tmp_path / "run"
     t = trainer(out)
@@ -168,7 +168,7 @@ def test_a_signal_at_any_point_of_a_step_resumes_exactly(finished, tmp_path, mon
     elif where == "optimizer":
         t.optimizer.step = at_call(t.optimizer.step, 6, after=True)
     else:  # evaluations at steps 0, 2, 4, 6: the fourth
-        monkeypatch.setattr(train, "evaluate", at_call(train.evaluate, 4))
+        monkeypatch.setattr(evaluation, "validation_scores", at_call(evaluation.validation_scores, 4))
     t.run()
     assert len(calls) >= 4 and t.stopped.startswith("interrupted"), (calls, t.stopped)
     ck = weights(out / "checkpoint.pt")
@@ -189,20 +189,19 @@ def test_the_signal_handlers_are_restored_after_a_run(tmp_path):
 def test_resume_after_ctrl_c_during_an_evaluation(finished, tmp_path, monkeypatch):
     """Ctrl-C while the step-4 evaluation runs (evaluation is the slow part of a log row): the resumed run
     must still log step 4, with the training loss of steps 3-4."""
-    import train
-    real, calls = train.evaluate, []
+    real, calls = evaluation.validation_scores, []
 
-    def evaluate(model, src):
+    def evaluate(model, batches, task):
         calls.append(1)
         if len(calls) == 3:  # evaluations at steps 0, 2, then 4
             raise KeyboardInterrupt
-        return real(model, src)
+        return real(model, batches, task)
 
-    monkeypatch.setattr(train, "evaluate", evaluate)
+    monkeypatch.setattr(evaluation, "validation_scores", evaluate)
     out = tmp_path / "run"
     t = trainer(out).run()
     assert t.stopped.startswith("interrupted") and len(calls) == 3
-    monkeypatch.setattr(train, "evaluate", real)
+    monkeypatch.setattr(evaluation, "validation_scores", real)
     Trainer.resume(out, progress=False, verbose=False).run()
     assert [int(r["step"]) for r in log_rows(out)] == [0, 2, 4, 6, 8]
     assert compared(log_rows(out)) == compared(log_rows(finished.out))
@@ -286,7 +285,7 @@ def test_every_run_in_trained_still_loads_and_reproduces_its_logged_loss():
     for run in tools.run_dirs():
         model, cfgs, tok = tools.load_run(run)
         src, _ = train.make_source(cfgs["model"], cfgs["train"], progress=False)
-        got = train.evaluate(model, src)
+        got = evaluation.validation_scores(model, src.val, src.task)
         last = log_rows(run)[-1]
         ck = run / "checkpoint.pt"
         if ck.exists() and weights(ck)["step"] != last["step"]:

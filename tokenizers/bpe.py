@@ -431,16 +431,3 @@ def load_shipped(name: str) -> BPETokenizer:
                          f"{', '.join(f'bpe-{n}' for n in SHIPPED_SIZES)}); a tokenizer you trained "
                          f"yourself loads from its JSON file")
     return full.cut(int(size), name=f"bpe-{int(size)}")
-
-
-def train_builtin(path=SHIPPED_FILE) -> BPETokenizer:
-    """Regenerate the shipped file: one run to the largest size; smaller sizes are its prefixes.
-
-        python -c "from tokenizers.bpe import train_builtin; train_builtin()"   # from the repo root
-
-    The corpus comes from data.py; the result is deterministic (same text, same file)."""
-    from data import builtin_text
-    tok = BPETokenizer.train(builtin_text(), max(SHIPPED_SIZES), name=f"bpe-{max(SHIPPED_SIZES)}")
-    tok.save(path)
-    print(f"wrote {path} ({tok.vocab_size} tokens, hash {tok.hash()})")
-    return tok

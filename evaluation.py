@@ -1,0 +1,223 @@
+"""Every score of a trained model, in one place: the training loop's validation, a task's metrics, the fixed
+yardstick runs are compared on, and the scores an experiment stores in a run folder (evaluation.json).
+
+- `validation_scores(model, batches, task)`: mean loss (and aux terms) over fixed batches, plus the task's
+  metrics on a task; what train.py logs every eval_interval steps.
+- `task_scores(model, task, batches)`: a task's metrics, by what the task is scored on (`task.scoring`):
+  `answers`, greedy answers without teacher forcing (`greedy_answers`), per token and per whole answer;
+  `labels`, the class of the highest logit (accuracy, macro precision/recall/F1); `legal`, the teacher-forced
+  greedy letter of in-context language learning, legal or not; `sequences`, greedy answers with and without
+  the source, and the teacher-forced loss (the HMU patterns). `show_examples` prints a few of the same.
+- `evaluate_run(folder)`: the same yardstick for every run: a fixed, seeded set of validation windows of its
+  own corpus (`validation_batches`), scored as loss per token, bits per character (two tokenizers' per-token
+  losses are not comparable; characters are), top-1/top-5 accuracy; a task run, its task's metrics on seeded
+  examples. `loss_by_position`: does more context help?
+- `stored_evaluation(folder)`: those scores computed once per weights and kept in the folder.
+
+Data makes the batches and turns answers into metrics (`data.tasks`, `data.metrics`); this module runs the
+model to get the answers. See docs/design.md#data-and-tasks.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+
+import torch
+
+import tools
+from data import IGNORE, Batch, Corpus, Records, task_from_config, without_source
+
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """The model in evaluation mode (no dropout) within the block, back in the mode it was in after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+# --- tasks: answers, labels, legal letters, sequences ------------------------------------------------
+@torch.no_grad()
+def greedy_answers(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy-decode the answer of every example (no teacher forcing): (predicted, true), (B, A) each.
+
+    Decoder-only: the prompt is everything before the first answer target, fed once; each answer token then
+    goes through `model.next_logits` with the model's state (the whole sequence is recomputed each step for
+    a model that carries none). Encoder-decoder: the source is encoded once (`init_state`, which also
+    projects the cross-attention keys and values), and the decoder runs from `<bos>` with its cache."""
+    if batch.src is not None:
+        start, n = 0, batch.y.shape[1]
+        seq, true = batch.x[:, :1], batch.y                     # <bos>
+        state = model.init_state(batch.size, batch)
+    else:
+        answer_mask = batch.y[0] != IGNORE
+        start = int(answer_mask.nonzero()[0])      # index in x whose next token is the first answer token
+        n, seq, true = int(answer_mask.sum()), batch.x[:, :start + 1], batch.y[:, answer_mask]
+        state = model.init_state(batch.size)
+    logits = model.next_logits(seq, state)
+    for i in range(n):
+        seq = torch.cat([seq, logits.argmax(-1, keepdim=True)], dim=1)
+        if i < n - 1:
+            logits = model.next_logits(seq if state is None else seq[:, -1:], state)
+    return seq[:, start + 1:], true
+
+
+def answer_scores(model, task, batches: list[Batch]) -> dict:
+    """Greedy answers of every batch (each decoded in its own layout), scored by the task."""
+    preds, trues = zip(*(greedy_answers(model, b) for b in batches))
+    return task.answer_metrics(torch.cat(preds), torch.cat(trues))
+
+
+def label_scores(model, task, batches: list[Batch]) -> dict:
+    """The class of the highest logit for every example, scored by the task."""
+    pred = torch.cat([model(b).logits.argmax(-1) for b in batches])
+    return task.label_metrics(pred, torch.cat([b.labels for b in batches]))
+
+
+def legal_scores(model, task, batches: list[Batch]) -> dict:
+    """In-context language learning: is the teacher-forced greedy letter legal at each scored position?"""
+    hits, scored = zip(*(task.legal_hits(b, task.letters(model(b).logits)) for b in batches))
+    return task.legal_metrics(list(hits), list(scored), batches)
+
+
+def sequence_scores(model, task, batches: list[Batch]) -> dict:
+    """Greedy answers with the right source and with another example's (retention), and the teacher-forced
+    loss per answer token (perplexity), scored by the task."""
+    preds, trues, blind, nll, count = [], [], [], 0.0, 0
+    for b in batches:
+        pred, true = greedy_answers(model, b)
+        preds.append(pred)
+        trues.append(true)
+        blind.append(greedy_answers(model, without_source(b))[0])
+        n = int((b.y != IGNORE).sum())
+        nll, count = nll + float(model.loss(model(b).logits, b.y)) * n, count + n
+    return task.sequence_scores(torch.cat(preds), torch.cat(trues), torch.cat(blind), nll / count)
+
+
+SCORERS = {"answers": answer_scores, "labels": label_scores, "legal": legal_scores, "sequences": sequence_scores}
+
+
+@torch.no_grad()
+def task_scores(model, task, batches: list[Batch]) -> dict:
+    """The task's metrics of `model` on `batches` (in evaluation mode), as `task.scoring` says to measure them."""
+    with eval_mode(model):
+        return SCORERS[task.scoring](model, task, batches)
+
+
+@torch.no_grad()
+def show_examples(model, task, batch: Batch, n: int = 4) -> str:
+    """A few examples of `batch` as text with the model's answers (a run's README sample)."""
+    with eval_mode(model):
+        if task.scoring == "labels":
+            return task.show_labels(batch, model(batch).logits.argmax(-1), n)
+        if task.scoring == "legal":
+            return task.show_legal(batch, task.letters(model(batch).logits), n)
+        return task.show_answers(batch, *greedy_answers(model, batch), n)
+
+
+# --- the training loop's validation -----------------------------------------------------------------
+@torch.no_grad()
+def validation_scores(model, batches: list[Batch], task=None) -> dict:
+    """Mean validation loss (and aux terms) over the fixed batches, plus the task's metrics on a task."""
+    with eval_mode(model):
+        outs = [model(b) for b in batches]
+    row = {"val_loss": sum(o.loss.item() for o in outs) / len(outs)}
+    for name in model.aux_terms:
+        row[f"val_{name}"] = sum(o.aux[name].item() for o in outs) / len(outs)
+    if task is not None:
+        row.update(task_scores(model, task, batches))
+    return row
+
+
+# --- one yardstick for every run --------------------------------------------------------------------
+def validation_batches(folder, n: int = 8, batch_size: int = 16, seed: int = 0, device: str = "cpu") -> list[Batch]:
+    """A fixed, seeded set of validation batches from the run's own data: windows of its corpus's validation
+    split, or its task's examples (in the layout its model reads)."""
+    from config import model_class
+    cfgs = tools.load_configs(folder)
+    m, t = cfgs["model"], cfgs["train"]
+    if t.task:
+        task = task_from_config(t, m.block_size)
+        batches = task.val_batches(n, batch_size, seed, model_class(m.arch).batch_layout())
+    else:
+        corpus = (Records if t.records else Corpus).load(t.data, tools.load_tokenizer(folder, m), progress=False)
+        batches = corpus.val_batches(n, batch_size, m.block_size, seed)
+    return [b.to(device) for b in batches]
+
+
+@torch.no_grad()
+def topk_accuracy(model, batches: list[Batch], ks=(1, 5)) -> dict[int, float]:
+    """Teacher-forced top-k next-token accuracy over the non-ignored targets."""
+    hits, total = {k: 0 for k in ks}, 0
+    for b in batches:
+        logits, keep = model(b).logits, b.y != IGNORE
+        top = logits.topk(max(ks), dim=-1).indices                      # (B, T, kmax)
+        match = (top == b.y[..., None]) & keep[..., None]
+        for k in ks:
+            hits[k] += int(match[..., :k].any(-1).sum())
+        total += int(keep.sum())
+    return {k: hits[k] / total for k in ks}
+
+
+@torch.no_grad()
+def loss_by_position(model, batches: list[Batch]) -> torch.Tensor:
+    """Mean cross-entropy (nats) at each position of the context, (T,): does more context help?"""
+    losses = []
+    for b in batches:
+        logits = model(b).logits
+        losses.append(torch.nn.functional.cross_entropy(logits.transpose(1, 2).float(), b.y, reduction="none"))
+    return torch.cat(losses).mean(0)
+
+
+@torch.no_grad()
+def evaluate_run(folder, n: int = 8, batch_size: int = 16, seed: int = 0, device: str = "cpu",
+                 loaded: tuple | None = None) -> dict:
+    """Loss per token, bits per character, top-1/top-5 accuracy on the run's fixed validation data (a task
+    run: the task's own metrics, e.g. greedy per-token and whole-answer accuracy). `loaded`: the run's
+    (model, cfgs, tokenizer) when already loaded (tools.load_run)."""
+    model, cfgs, tok = loaded or tools.load_run(folder, device=device)
+    batches = validation_batches(folder, n, batch_size, seed, device)
+    t, m = cfgs["train"], cfgs["model"]
+    if t.task:
+        return task_scores(model, task_from_config(t, m.block_size), batches)
+    loss = sum(model(b).loss.item() for b in batches) / len(batches)
+    chars = sum(len(tok.decode(row.tolist())) for b in batches for row in b.y)
+    tokens = sum(b.y.numel() for b in batches)
+    out = {"val_loss": loss, "bpc": loss * tokens / chars / math.log(2)}
+    out.update({f"top{k}": v for k, v in topk_accuracy(model, batches).items()})
+    return out
+
+
+# --- stored in the run folder -----------------------------------------------------------------------
+EVALUATION_VERSION = 3  # what stored_evaluation() stores; a stored evaluation of another version is computed again
+BY_POSITION_BATCHES = 32
+
+
+def stored_evaluation(folder: Path) -> dict:
+    """The run's scores on fixed data (`evaluate_run`; corpus runs also their loss by position), plus its
+    parameters, training seconds, tokens per second and best validation loss of its log (the loop's own
+    validation batches, drawn with the run's seed); computed once and kept in folder/evaluation.json with
+    the hash of the weights they were computed from (recomputed when the weights change, or when this
+    function stores more). What experiments read their tables and verdicts from."""
+    folder = Path(folder)
+    path, weights = folder / "evaluation.json", tools.sha256_of(folder / "model.pt")[:16]
+    stored = tools.load_json(path) if path.exists() else {}
+    if stored.get("weights") == weights and stored.get("version") == EVALUATION_VERSION:
+        return stored
+    loaded = tools.load_run(folder)
+    scores = {k: float(v) for k, v in evaluate_run(folder, loaded=loaded).items()}
+    if not loaded[1]["train"].task:
+        # 32 x 16 windows: at one position the text of 128 windows varies more than the models do
+        by_position = loss_by_position(loaded[0], validation_batches(folder, n=BY_POSITION_BATCHES))
+        scores["by_position"] = [round(float(v), 5) for v in by_position]
+    log = tools.read_log(folder / "log.csv")
+    last = log[-1]
+    scores.update(params=loaded[0].num_params(), train_s=last["elapsed_s"],
+                  tokens_per_s=last["tokens"] / last["elapsed_s"],
+                  best_val_loss=min(r["val_loss"] for r in log), weights=weights, version=EVALUATION_VERSION)
+    tools.save_json(path, scores)
+    return scores
