@@ -160,10 +160,11 @@ class RunFolder:
         """The weights read from the folder's file `name` must fit `model` (`check_state_dict`)."""
         check_state_dict(state, model, self.path / name)
 
+    # 6. read
     def read_log(self) -> list[dict]:
+        """log.csv's rows, numbers parsed (`tools.read_log`)."""
         return read_log(self.path / "log.csv")
 
-    # 6. read
     def status(self) -> str:
         """'training', 'finished' or 'unfinished' (`run_status`)."""
         return run_status(self.path)
@@ -173,7 +174,7 @@ class RunFolder:
         return load_run(self.path, which, device)
 
 
-# --- 1. claim and lock -----------------------------------------------------------------------------
+# --- claim and lock (life step 1) ------------------------------------------------------------------
 def _process_start(pid: int) -> str | None:
     """When process `pid` started (Linux /proc ticks), to tell a live holder from a reused pid; None elsewhere."""
     try:
@@ -348,7 +349,7 @@ def clear_run(folder) -> list[str]:
     return present
 
 
-# --- 4. what a run is and what it reached: summary.json and README.md --------------------------------
+# --- what a run is and what it reached: summary.json and README.md (life steps 2 and 4) -----------
 def identity(arch: str, params: int, data: str, tokenizer, origin: dict | None = None) -> dict:
     """What the run is, known from its start: architecture, parameters, data, the tokenizer and its hash,
     and a finetune's source (`origin`: init_from and the sha256 of the model.pt it started from)."""
@@ -390,8 +391,8 @@ def evaluation_note(s: dict, stopped: str, max_iters: int) -> str:
 
 def finetune_note(origin: dict, records: bool, note: str = "") -> str:
     """Where a finetune started from (`origin`), and how its text was fitted to the source's tokenizer."""
-    records = " as records (`<bos> record <eos>`)" if records else ""
-    return (f"Finetuned{records} from the run `{origin['init_from']}` (its model.pt has sha256 "
+    how = " as records (`<bos> record <eos>`)" if records else ""
+    return (f"Finetuned{how} from the run `{origin['init_from']}` (its model.pt has sha256 "
             f"`{origin['init_from_sha256']}`), with its tokenizer and model config."
             + (f" Text fitted to the tokenizer: {note}." if note else ""))
 
@@ -413,7 +414,7 @@ def readme(folder, s: dict, sample: str = "", notes=(), status: str = "finished"
     return "\n".join(lines)
 
 
-# --- 6. find and read runs --------------------------------------------------------------------------
+# --- find and read runs (life steps 5 and 6) ------------------------------------------------------
 def run_dirs(root=tools.TRAINED) -> list[Path]:
     """Every finished-or-checkpointed run folder (config, log and weights written) under `root`, by name."""
     return sorted(p.parent for p in Path(root).glob("*/model_config.json")
