@@ -92,7 +92,7 @@ def test_running_out_of_memory_while_training_is_one_line_with_where_to_resume(t
     def step(self, lr):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB\nmore lines")
 
-    monkeypatch.setattr(train.Trainer, "train_step", step)
+    monkeypatch.setattr(train.Trainer, "gradients", step)  # the loop runs gradients, then update
     out = tmp_path / "run"
     assert train.main([*TINY, "--out", str(out)]) == 1
     err = capsys.readouterr().err
@@ -123,7 +123,7 @@ def test_any_other_error_still_raises(tmp_path, monkeypatch):
     def step(self, lr):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")  # a bug: its traceback is wanted
 
-    monkeypatch.setattr(train.Trainer, "train_step", step)
+    monkeypatch.setattr(train.Trainer, "gradients", step)  # the loop runs gradients, then update
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
         train.main([*TINY, "--out", str(tmp_path / "run")])
 
@@ -144,12 +144,12 @@ def test_when_a_process_dies_the_others_say_so_in_one_line_with_where_to_resume(
     exits at step 2, in the middle of training; rank 0 waits for it in the gradients' all-reduce."""
     script = tmp_path / "dies.py"
     script.write_text(f"import os, sys\nsys.path.insert(0, {str(ROOT)!r})\nimport train\n"
-                      "step = train.Trainer.train_step\n\n"
-                      "def train_step(self, lr):\n"
+                      "step = train.Trainer.gradients\n\n"
+                      "def gradients(self, lr):\n"
                       "    if self.procs.rank == 1 and self.step == 2:\n"
                       "        os._exit(3)\n"
                       "    return step(self, lr)\n\n"
-                      "train.Trainer.train_step = train_step\nsys.exit(train.main())\n")
+                      "train.Trainer.gradients = gradients\nsys.exit(train.main())\n")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
