@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+import runs
 import tools
 from data import IGNORE, Batch, Corpus, Records, task_from_config, without_source
 
@@ -138,13 +139,13 @@ def validation_batches(folder, n: int = 8, batch_size: int = 16, seed: int = 0, 
     """A fixed, seeded set of validation batches from the run's own data: windows of its corpus's validation
     split, or its task's examples (in the layout its model reads)."""
     from config import model_class
-    cfgs = tools.load_configs(folder)
+    cfgs = runs.load_configs(folder)
     m, t = cfgs["model"], cfgs["train"]
     if t.task:
         task = task_from_config(t, m.block_size)
         batches = task.val_batches(n, batch_size, seed, model_class(m.arch).batch_layout())
     else:
-        corpus = (Records if t.records else Corpus).load(t.data, tools.load_tokenizer(folder, m), progress=False)
+        corpus = (Records if t.records else Corpus).load(t.data, runs.load_tokenizer(folder, m), progress=False)
         batches = corpus.val_batches(n, batch_size, m.block_size, seed)
     return [b.to(device) for b in batches]
 
@@ -178,8 +179,8 @@ def evaluate_run(folder, n: int = 8, batch_size: int = 16, seed: int = 0, device
                  loaded: tuple | None = None) -> dict:
     """Loss per token, bits per character, top-1/top-5 accuracy on the run's fixed validation data (a task
     run: the task's own metrics, e.g. greedy per-token and whole-answer accuracy). `loaded`: the run's
-    (model, cfgs, tokenizer) when already loaded (tools.load_run)."""
-    model, cfgs, tok = loaded or tools.load_run(folder, device=device)
+    (model, cfgs, tokenizer) when already loaded (runs.load_run)."""
+    model, cfgs, tok = loaded or runs.load_run(folder, device=device)
     batches = validation_batches(folder, n, batch_size, seed, device)
     t, m = cfgs["train"], cfgs["model"]
     if t.task:
@@ -208,7 +209,7 @@ def stored_evaluation(folder: Path) -> dict:
     stored = tools.load_json(path) if path.exists() else {}
     if stored.get("weights") == weights and stored.get("version") == EVALUATION_VERSION:
         return stored
-    loaded = tools.load_run(folder)
+    loaded = runs.load_run(folder)
     scores = {k: float(v) for k, v in evaluate_run(folder, loaded=loaded).items()}
     if not loaded[1]["train"].task:
         # 32 x 16 windows: at one position the text of 128 windows varies more than the models do

@@ -338,7 +338,7 @@ def classify(model, tokenizer, texts, labels: list[str], pairs: bool = False):
     """The labels of `texts` (a string, or a list of strings) under a classifier: a Prediction, or a list.
     A text is read as training read its examples (`data.classify_ids`: characters, `text <sep> pair` for a
     pair) and cut to the model's block_size; with `pairs` (a run trained on sentence pairs) each text holds
-    the two texts separated by a tab. `labels`: the name of each class id (`tools.load_labels`)."""
+    the two texts separated by a tab. `labels`: the name of each class id (`runs.load_labels`)."""
     if not getattr(model, "classifies", False):
         raise ValueError("the model has a language-model head, not a classification one: use generate()")
     one = isinstance(texts, str)
@@ -360,7 +360,8 @@ def classify(model, tokenizer, texts, labels: list[str], pairs: bool = False):
 def training_note(folder, which: str) -> str:
     """For a run a live process is still training ('' otherwise): a one-line note that what is read are the
     latest weights it saved, and of which step (the last row of its log, written just before them)."""
-    from tools import read_log, run_status
+    from runs import run_status
+    from tools import read_log
     if run_status(folder) != "training":
         return ""
     step = read_log(Path(folder) / "log.csv")[-1]["step"]
@@ -369,7 +370,8 @@ def training_note(folder, which: str) -> str:
 
 
 def main(argv=None) -> int:
-    from tools import ArgParser, find_run, load_labels, load_run, set_threads
+    from runs import find_run, load_labels, load_run
+    from tools import ArgParser, set_threads
     p = ArgParser(prog="inference.py", description="Generate text from a trained run folder, or classify texts "
                                                    "with a classifier run.")
     p.add_argument("run", help="run folder (a path, or a name under trained/), e.g. trained/gpt-builtin-reference")

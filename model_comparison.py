@@ -11,7 +11,7 @@ characters). Task runs (trained with --task) are scored by their task's metrics 
 curves are drawn on one axis per kind of loss (`loss_kind`: a corpus with a tokenizer, or a task with its
 sizes), never mixing losses that mean different things.
 
-Only finished runs are compared unless asked (`tools.run_status`): a run still training, interrupted or
+Only finished runs are compared unless asked (`runs.run_status`): a run still training, interrupted or
 stopped early would be compared on numbers that are not its final ones.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import evaluation
 import tools
+from runs import find_run, load_configs, load_run, run_dirs, run_status, shipped_runs
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Run:
     def load(self):
         """(model, cfgs, tokenizer), loaded once."""
         if self._model is None:
-            self._model = tools.load_run(self.path, device=self.device)
+            self._model = load_run(self.path, device=self.device)
         return self._model
 
     @property
@@ -61,10 +62,10 @@ class Run:
 
 
 def partition_runs(dirs) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """(finished run folders, [(unfinished folder, its status)]) — see tools.run_status."""
+    """(finished run folders, [(unfinished folder, its status)]) — see runs.run_status."""
     done, other = [], []
     for d in map(Path, dirs):
-        status = tools.run_status(d)
+        status = run_status(d)
         (done.append(d) if status == "finished" else other.append((d, status)))
     return done, other
 
@@ -72,12 +73,12 @@ def partition_runs(dirs) -> tuple[list[Path], list[tuple[Path, str]]]:
 def load_runs(paths=None, include_unfinished: bool = False) -> list[Run]:
     """Runs from the given folders (paths, or names under trained/), or every finished run under trained/
     (with `include_unfinished`, also those still training, interrupted or stopped early)."""
-    dirs = [tools.find_run(p) for p in paths] if paths is not None else tools.run_dirs()
+    dirs = [find_run(p) for p in paths] if paths is not None else run_dirs()
     if paths is None and not include_unfinished:
         dirs = partition_runs(dirs)[0]
     runs = []
     for d in dirs:
-        cfgs = tools.load_configs(d)
+        cfgs = load_configs(d)
         try:
             log = tools.read_log(d / "log.csv")
         except FileNotFoundError:
@@ -235,7 +236,7 @@ def main(argv=None) -> int:
         except ValueError as e:
             p.error(str(e))
     try:
-        dirs = [tools.find_run(r) for r in a.runs] if a.runs else tools.run_dirs()
+        dirs = [find_run(r) for r in a.runs] if a.runs else run_dirs()
         if not a.include_unfinished:
             dirs, skipped = partition_runs(dirs)
             if skipped:
@@ -253,7 +254,7 @@ def main(argv=None) -> int:
     table = markdown_table(runs)
     print(table)
     if a.readme:
-        table = markdown_table(load_runs(tools.shipped_runs()))
+        table = markdown_table(load_runs(shipped_runs()))
         tools.atomic_write_text(README, readme_with_results(README.read_text(encoding="utf-8"), table))
         print(f"wrote the table into {README}")
     if a.eval:

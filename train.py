@@ -46,9 +46,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+import evaluation
+import runs
 import tools
 from config import MODEL_CONFIGS, ConfigError, ModelConfig, TrainConfig, config_from_dict, model_class
-import evaluation
 from data import DECODER, Corpus, DownloadError, Records, corpus_name, curriculum_stages, task_from_config
 from modules import build_model
 from tokenizers import Tokenizer
@@ -121,13 +122,13 @@ class Pretrained:
 
     @classmethod
     def load(cls, run) -> "Pretrained":
-        """Run folder `run` (a path, or a name under trained/), checked by tools.load_run; a bad name raises
+        """Run folder `run` (a path, or a name under trained/), checked by runs.load_run; a bad name raises
         FileNotFoundError listing the runs there are."""
         try:
-            model, cfgs, tok = tools.load_run(run)
+            model, cfgs, tok = runs.load_run(run)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"init_from = {str(run)!r}: {e}") from None
-        folder = tools.find_run(run)
+        folder = runs.find_run(run)
         return cls(folder, cfgs["model"], tok, model.state_dict(), tools.sha256_of(folder / "model.pt"))
 
     def model_config(self, mcfg: ModelConfig | None) -> ModelConfig:
@@ -135,12 +136,12 @@ class Pretrained:
         if mcfg is not None and mcfg != self.mcfg:
             a, b = mcfg.to_dict(), self.mcfg.to_dict()
             diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-            raise ConfigError(f"init_from = {tools.run_ref(self.folder)!r} brings its own model config, which "
+            raise ConfigError(f"init_from = {runs.run_ref(self.folder)!r} brings its own model config, which "
                               f"differs from the one given in {diff}; pass no model config (None)")
         return self.mcfg
 
     def origin(self) -> dict:
-        return {"init_from": tools.run_ref(self.folder), "init_from_sha256": self.sha256}
+        return {"init_from": runs.run_ref(self.folder), "init_from_sha256": self.sha256}
 
 
 # --- memory and failures a user can act on --------------------------------------------------------
@@ -231,6 +232,25 @@ class PendingRow:
         return cls(**d)
 
 
+def lr_at(step: int, cfg) -> float:
+    """Learning rate of optimizer step `step` (0-based) under TrainConfig `cfg`: linear warm-up from
+    lr/warmup to lr, then `cosine` | `linear` decay to min_lr at max_iters, `step` (x0.1 at 2/3 of the
+    decay, floored at min_lr), or `constant`."""
+    if step < cfg.warmup_iters:
+        return cfg.lr * (step + 1) / cfg.warmup_iters
+    if cfg.schedule == "constant":
+        return cfg.lr
+    span = max(1, cfg.max_iters - cfg.warmup_iters)
+    progress = min(1.0, (step - cfg.warmup_iters) / span)
+    if cfg.schedule == "cosine":
+        return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+    if cfg.schedule == "linear":
+        return cfg.lr + progress * (cfg.min_lr - cfg.lr)
+    if cfg.schedule == "step":
+        return cfg.lr if progress < 2 / 3 else max(cfg.min_lr, 0.1 * cfg.lr)
+    raise ValueError(f"schedule = {cfg.schedule!r} is not valid; choose cosine, linear, step or constant")
+
+
 class Trainer:
     """Trains one run folder: `Trainer(mcfg, tcfg, out).run()`, or `Trainer.resume(out).run()`.
 
@@ -253,18 +273,19 @@ class Trainer:
                  verbose: bool = True, overwrite: bool = False, *, _resume: bool = False, _processes: int = 0):
         source = Pretrained.load(tcfg.init_from) if tcfg.init_from and not _resume else None
         if source is not None:  # a finetune: the source's model, named the same way wherever it was given
-            mcfg, tcfg = source.model_config(mcfg), replace(tcfg, init_from=tools.run_ref(source.folder))
+            mcfg, tcfg = source.model_config(mcfg), replace(tcfg, init_from=runs.run_ref(source.folder))
         self.origin = source.origin() if source else {}  # a resume restores it from the checkpoint
         if mcfg is None:
             raise ConfigError("no model config: pass one, or set init_from to start from a run's")
         name = tcfg.task or corpus_name(tcfg.data)
         self.out = Path(out) if out else tools.TRAINED / f"{mcfg.arch}-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.folder = runs.RunFolder(self.out)  # what the run folder's files are, and their checks
         self.procs = tools.processes()
         # the processes the run was started with fix its global batch; a resume by fewer takes several shares each
         self.shards = max(1, _processes // self.procs.world)
         self.device = tools.pick_device(tcfg.device, self.procs.local_rank)  # before any work: a clear error
         if self.procs.main:
-            tools.prepare_run_folder(self.out, overwrite=overwrite, resume=_resume)
+            self.folder.prepare(overwrite=overwrite, resume=_resume)
         self.overwrite, self.claimed = overwrite, _resume  # claimed: the folder's run files are this run's
         tools.set_threads(tcfg.threads)
         tools.seed_everything(tcfg.seed)
@@ -273,7 +294,7 @@ class Trainer:
         # finetune's resume reads its data with it (the source run may have moved since; the data was never the
         # text the tokenizer was built from); any other resume must rebuild the same one from its data, which
         # decides vocab_size again (a data file edited since is reported as such, below).
-        saved = tools.load_tokenizer(self.out, mcfg) if _resume else None
+        saved = runs.load_tokenizer(self.out, mcfg) if _resume else None
         reader = source.tokenizer if source else saved if tcfg.init_from else None
         self.src, self.mcfg = make_source(replace(mcfg, vocab_size=0) if saved else mcfg, tcfg,
                                           progress and self.procs.main, self.procs.world * self.shards, reader)
@@ -297,7 +318,7 @@ class Trainer:
         self.rows: list[dict] = []
         self.pending = self.new_row()  # training figures of the log row in progress
         aux = [f"{split}_{name}" for name in self.model.aux_terms for split in ("train", "val")]
-        self.columns = tools.LOG_COLUMNS + (self.src.task.metrics() if self.src.task else []) + aux
+        self.columns = runs.LOG_COLUMNS + (self.src.task.metrics() if self.src.task else []) + aux
         self.stopped = ""  # why the run ended early, if it did
         self.saved_at = None  # the step of the last checkpoint this Trainer wrote
         self.after_step = None  # optional f(trainer) called after every optimizer step (an outer progress bar)
@@ -351,23 +372,10 @@ class Trainer:
         """Rebuild a run from its folder and its checkpoint; `overrides` change TrainConfig fields
         (e.g. a larger max_iters; the schedule then differs from the original run's)."""
         out = Path(out)
-        if not (out / "checkpoint.pt").exists():
-            shipped = " (shipped runs leave it out: they can be evaluated and sampled, not resumed)" \
-                if out.resolve().parent == tools.TRAINED.resolve() else ""
-            raise FileNotFoundError(f"{out} has no checkpoint.pt to resume from{shipped}")
-        cfgs = tools.load_configs(out)
-        tcfg = replace(cfgs["train"], **overrides)
-        logged = tools.read_log(out / "log.csv")
-        if logged and logged[-1]["step"] >= tcfg.max_iters:
-            raise ConfigError(f"{out} is finished: its log reached step {logged[-1]['step']} and max_iters = "
-                              f"{tcfg.max_iters}, so there is nothing to resume. To train it further, give a "
-                              f"larger max_iters: python train.py --resume {out} --max_iters M, with M > "
-                              f"{logged[-1]['step']} (the learning-rate schedule is then laid over M steps)")
-        ck = tools.load_weights(out / "checkpoint.pt")
-        need = {"model", "optimizer", "step", "tokens", "elapsed", "best", "pending", "rng", "data_rng"}
-        if not isinstance(ck, dict) or need - ck.keys():
-            raise tools.RunFolderError(f"{out / 'checkpoint.pt'} is not a mnemo checkpoint: it lacks "
-                                       f"{sorted(need - set(ck) if isinstance(ck, dict) else need)}")
+        folder = runs.RunFolder(out)
+        cfgs = folder.resume_configs(**overrides)  # no checkpoint.pt, or finished: refused, saying why
+        tcfg = cfgs["train"]
+        ck = folder.load_checkpoint()
         started, world = ck.get("processes", 1), tools.processes().world
         if started % world:
             raise tools.RunFolderError(
@@ -376,8 +384,7 @@ class Trainer:
                 f"divides {started}, e.g. torchrun --nproc_per_node={started} train.py --resume {out}, or "
                 f"python train.py --resume {out} (one process then takes every share, by gradient accumulation)")
         self = cls(cfgs["model"], tcfg, out, progress, verbose, _resume=True, _processes=started)
-        ck["model"] = tools.upgrade_state_dict(ck["model"])
-        tools.check_state_dict(ck["model"], self.model, out / "checkpoint.pt")
+        folder.check_weights(ck["model"], self.model)
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         if "scaler" in ck and self.scaler.is_enabled():
@@ -387,40 +394,33 @@ class Trainer:
         self.pending = PendingRow.from_dict(ck["pending"])
         tools.set_rng_state(ck["rng"])
         self.data_rng.bit_generator.state = ck["data_rng"]
-        self.rows = [r for r in tools.read_log(out / "log.csv") if r["step"] <= self.step]
+        self.rows = [r for r in folder.read_log() if r["step"] <= self.step]
         return self
 
     def checkpoint(self, rng=None, data_rng=None) -> None:
-        """checkpoint.pt: everything a resume needs; model.pt: the same weights alone (for load_run). CPU
-        tensors only, written by the main process alone."""
+        """checkpoint.pt: everything a resume needs; model.pt: the same weights alone (for load_run), written by
+        the main process alone (`runs.RunFolder.save_checkpoint`)."""
         self.saved_at = self.step
         if not self.procs.main:
             return
-        weights = tools.to_cpu(self.model.state_dict())
-        tools.save_torch(self.out / "model.pt", weights)
-        tools.save_torch(self.out / "checkpoint.pt", {
-            "model": weights, "optimizer": tools.to_cpu(self.optimizer.state_dict()), "step": self.step,
-            "tokens": self.tokens, "elapsed": self.elapsed, "best": self.best, "pending": self.pending.to_dict(),
+        self.folder.save_checkpoint(self.model.state_dict(), {
+            "optimizer": self.optimizer.state_dict(), "step": self.step, "tokens": self.tokens,
+            "elapsed": self.elapsed, "best": self.best, "pending": self.pending.to_dict(),
             "rng": rng or tools.rng_state(), "data_rng": data_rng or self.data_rng.bit_generator.state,
             "origin": self.origin, "processes": self.procs.world * self.shards,
             **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {})})
 
     # --- run --------------------------------------------------------------------------------------
     def save_configs(self) -> None:
-        """The configs, the tokenizer, and summary.json begun with the run's identity (completed with its
-        figures when it stops): the tokenizer's hash, which load_run checks tokenizer.json against, is
-        recorded from the start, also for a run still training or killed before it could write its summary."""
+        """The configs, the tokenizer (a classifier's labels) and summary.json begun with the run's identity
+        (`runs.RunFolder.save_configs`), by the main process."""
         if not self.procs.main:
             return
-        tools.save_json(self.out / "model_config.json", self.mcfg.to_dict())
-        tools.save_json(self.out / "train_config.json", self.tcfg.to_dict())
-        self.src.tokenizer.save(self.out / "tokenizer.json")
-        if self.src.task is not None and self.src.task.labels:  # what inference.py names the classes by
-            tools.save_json(self.out / "labels.json", list(self.src.task.labels))
-        tools.save_json(self.out / "summary.json", self.identity())
+        labels = self.src.task.labels if self.src.task is not None else None
+        self.folder.save_configs(self.mcfg, self.tcfg, self.src.tokenizer, self.identity(), labels)
 
     def new_row(self) -> PendingRow:
-        return PendingRow(lr=tools.lr_at(self.step, self.tcfg))
+        return PendingRow(lr=lr_at(self.step, self.tcfg))
 
     def due(self) -> bool:
         """Is a log row due at this step and not yet written (also after a Ctrl-C during its evaluation)?"""
@@ -441,11 +441,11 @@ class Trainer:
             row.update(evaluation.validation_scores(self.model, self.src.val, self.src.task))
         self.rows.append(row)
         if self.procs.main:
-            tools.write_log(self.out / "log.csv", self.rows, self.columns)
+            self.folder.write_log(self.rows, self.columns)
         if row["val_loss"] < self.best:
             self.best = row["val_loss"]
             if self.procs.main:
-                tools.save_torch(self.out / "best_model.pt", tools.to_cpu(self.model.state_dict()))
+                self.folder.save_best(self.model.state_dict())
         self.pending = self.new_row()
         self.checkpoint()
         if self.verbose and not self.progress:
@@ -509,7 +509,7 @@ class Trainer:
         """Train to max_iters (or until stopped), keeping the run folder up to date all along. The folder is
         locked meanwhile (a second writer is refused). Ctrl-C and SIGTERM stop the run at the next step
         boundary, where it saves (`tools.Interrupts`); a second one stops it at once."""
-        with tools.RunLock(self.out) if self.procs.main else contextlib.nullcontext(), \
+        with self.folder.lock() if self.procs.main else contextlib.nullcontext(), \
                 tools.Interrupts(say=self.say) as self.interrupts:
             self.claim()
             self._run()
@@ -541,14 +541,11 @@ class Trainer:
         Trainer was built); with overwrite, the old run's files go now."""
         if self.claimed or not self.procs.main:
             return
-        tools.refuse_existing_run(self.out, self.overwrite)
-        tools.clear_run(self.out)
+        self.folder.claim(self.overwrite)
         self.claimed = True
 
     def _run(self) -> None:
         t, m = self.tcfg, self.model
-        if self.procs.main:
-            self.out.mkdir(parents=True, exist_ok=True)
         self.save_configs()
         m.train()
         bar = tqdm(total=t.max_iters, initial=self.step, disable=not self.progress, desc=self.out.name)
@@ -563,7 +560,7 @@ class Trainer:
                     self.stopped = self.interrupted(asked)
                     break
                 unfinished = tools.rng_state(), self.data_rng.bit_generator.state  # to save exactly on Ctrl-C
-                lr, t0 = tools.lr_at(self.step, t), time.perf_counter()
+                lr, t0 = lr_at(self.step, t), time.perf_counter()
                 loss, norm, tokens, aux = self.gradients(lr)
                 finite = self.finite(loss, norm)
                 with self.interrupts.held():  # the update and the step count go together, or not at all
@@ -614,46 +611,13 @@ class Trainer:
                                  temperature=0.8, top_k=50, seed=self.tcfg.seed)
 
     def identity(self) -> dict:
-        """What the run is, known from its start: architecture, parameters, data, the tokenizer and its hash,
-        and a finetune's source (`origin`)."""
-        return {"arch": self.mcfg.arch, "params": self.model.num_params(), "data": self.src.name,
-                "tokenizer": self.src.tokenizer.name, "tokenizer_hash": self.src.tokenizer.hash(), **self.origin}
+        """What the run is, known from its start (`runs.identity`)."""
+        return runs.identity(self.mcfg.arch, self.model.num_params(), self.src.name, self.src.tokenizer, self.origin)
 
     def summary(self) -> dict:
-        """The run's identity and figures. Finished: `final_val_loss` (and task accuracies) of the last
-        evaluation. Stopped early: `eval_step` and `val_loss` of the last evaluation made, not a final value."""
-        last = self.rows[-1] if self.rows else {}
-        out = {**self.identity(), "steps": self.step, "tokens": self.tokens, "train_seconds": round(self.elapsed, 1)}
-        if not self.stopped:
-            out["final_val_loss"] = round(last["val_loss"], 4)
-        else:
-            out["eval_step"] = int(last["step"]) if last else None
-            out["val_loss"] = round(last["val_loss"], 4) if last else None
-        out["best_val_loss"] = round(self.best, 4) if math.isfinite(self.best) else None
-        for k in self.columns[len(tools.LOG_COLUMNS):]:
-            if last.get(k) is not None:
-                out[k] = round(last[k], 4)
-        return out
-
-    def evaluation_note(self, s: dict) -> str:
-        """After a stop: which evaluation the numbers come from, so none passes for a final one."""
-        if not self.stopped:
-            return ""
-        if s["eval_step"] is None:
-            return "No evaluation was made before the stop: there is no validation loss yet."
-        if s["eval_step"] == 0:
-            return ("The only evaluation was at step 0, of the untrained model: its validation loss "
-                    f"({s['val_loss']}) says nothing about training yet.")
-        return (f"The figures are from the last evaluation, at step {s['eval_step']} of {self.tcfg.max_iters} "
-                f"planned, before the stop: not final values.")
-
-    def finetune_note(self) -> str:
-        """Where a finetune started from, and how its text was fitted to the source's tokenizer."""
-        o = self.origin
-        records = " as records (`<bos> record <eos>`)" if self.tcfg.records else ""
-        return (f"Finetuned{records} from the run `{o['init_from']}` (its model.pt has sha256 "
-                f"`{o['init_from_sha256']}`), with its tokenizer and model config."
-                + (f" Text fitted to the tokenizer: {self.src.note}." if self.src.note else ""))
+        """The run's identity and figures (`runs.summary`): final ones, or, after a stop, the last evaluation's."""
+        return runs.summary(self.identity(), self.step, self.tokens, self.elapsed, self.rows, self.best,
+                            bool(self.stopped), self.columns)
 
     def failure(self, e: BaseException) -> str | None:
         """One line for a run that `e` ended and that a user can act on (out of memory; under torchrun, another
@@ -672,23 +636,12 @@ class Trainer:
                 f"python train.py --resume {self.out}")
 
     def write_readme(self) -> None:
+        """README.md and summary.json (`runs.RunFolder.write_readme`), with a sample unless the loss diverged."""
         s = self.summary()
         sample = self.sample() if self.tcfg.sample_len and not self.stopped.startswith("non-finite") else ""
-        status = self.stopped or "finished"
-        note = self.evaluation_note(s)
-        lines = [f"# {self.out.name}", "",
-                 f"A `{s['arch']}` model ({s['params']:,} parameters) trained on `{s['data']}` with the "
-                 f"`{s['tokenizer']}` tokenizer (hash `{s['tokenizer_hash']}`): {s['steps']} steps, "
-                 f"{s['tokens']:,} tokens, {s['train_seconds']} s of training ({status}).", "",
-                 *([self.finetune_note(), ""] if self.origin else [self.src.note, ""] if self.src.note else []),
-                 *([note, ""] if note else []),
-                 "| " + " | ".join(s) + " |", "|" + "---|" * len(s), "| " + " | ".join(map(str, s.values())) + " |",
-                 "", f"Rebuild: `tools.load_run({tools.run_ref(self.out)!r})`; continue: "
-                 f"`python train.py --resume {self.out}`.", ""]
-        if sample:
-            lines += ["## Sample", "", "```", sample, "```", ""]
-        tools.atomic_write_text(self.out / "README.md", "\n".join(lines))
-        tools.save_json(self.out / "summary.json", s)
+        notes = [runs.finetune_note(self.origin, self.tcfg.records, self.src.note) if self.origin else self.src.note,
+                 runs.evaluation_note(s, self.stopped, self.tcfg.max_iters)]
+        self.folder.write_readme(s, sample, notes, self.stopped or "finished")
         self.sample_text = sample
 
 

@@ -19,6 +19,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import runs  # noqa: E402
 import tools  # noqa: E402
 from train import Trainer  # noqa: E402
 
@@ -34,7 +35,7 @@ def main() -> int:
               f"{tools.available_devices()}. Nothing to check.")
         return 0
     print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}")
-    cfgs = tools.load_configs(tools.TRAINED / "gpt-builtin-reference")
+    cfgs = runs.load_configs(tools.TRAINED / "gpt-builtin-reference")
     print(f"{'variant':20} {'tokens/s':>12} {'peak MiB':>10} {'final val loss':>15}")
     base = None
     for name, fields in VARIANTS.items():

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import tools  # noqa: E402
+import runs  # noqa: E402
 from config import parse_hierarchy  # noqa: E402
 
 GPT_RUN, HG_RUN = ROOT / "trained/gpt-builtin-reference", ROOT / "trained/hourglass-builtin-1x4x1"
@@ -45,7 +45,7 @@ def val_losses(run: Path) -> dict[int, float]:
 
 
 def config_of(run: Path):
-    return tools.load_configs(run)["model"]
+    return runs.load_configs(run)["model"]
 
 
 def main() -> int:

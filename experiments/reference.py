@@ -41,6 +41,7 @@ from config import MODEL_CONFIGS, TrainConfig, model_config  # noqa: E402
 from evaluation import stored_evaluation  # noqa: E402
 from experiments.runner import Spec, run_all  # noqa: E402
 from modules import CAUSAL, architectures  # noqa: E402
+from runs import run_status  # noqa: E402
 
 SEEDS = (0, 1, 2)
 MODEL = dict(tokenizer="char", block_size=128, n_layer=4, d_model=64, n_head=4)
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
     root = folder(a.quick)
     if a.table or a.readme:
         folders = [root / s.name for s in runs]
-        missing = [str(f) for f in folders if tools.run_status(f) != "finished"] if root.exists() else [str(root)]
+        missing = [str(f) for f in folders if run_status(f) != "finished"] if root.exists() else [str(root)]
         if missing:
             raise SystemExit(f"not finished yet: {missing}; train them with: python experiments/reference.py"
                              + (" --quick" if a.quick else ""))

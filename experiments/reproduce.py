@@ -51,6 +51,7 @@ from config import TrainConfig, model_config  # noqa: E402
 from experiments import hmu, memory_mosaics, reference, rmt_figure4  # noqa: E402
 from evaluation import stored_evaluation  # noqa: E402
 from experiments.runner import Spec, run_all  # noqa: E402
+from runs import run_status  # noqa: E402
 
 SEEDS = (0, 1, 2)
 QUICK_SEEDS = (0, 1)
@@ -260,7 +261,7 @@ def claim_section(claim: Claim, quick: bool, figures: Path, page_dir: Path,
     some runs are not finished); its figure is drawn too unless `draw` is False."""
     specs = claim.runs(quick)
     folders = [root(quick) / s.name for s in specs]
-    pending = [f for f in folders if not f.exists() or tools.run_status(f) != "finished"]
+    pending = [f for f in folders if not f.exists() or run_status(f) != "finished"]
     head = [f"## {claim.title}", "", f"Source: {claim.source}. Runs: {len(specs)}, in "
             + ", ".join(sorted({f"`{Path('trained') / f.relative_to(tools.TRAINED).parent}/`" for f in folders})) + "."]
     head += ["", claim.note] if claim.note else []

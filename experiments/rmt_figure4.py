@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import runs  # noqa: E402
 import tools  # noqa: E402
 from config import TrainConfig, model_config  # noqa: E402
 from data import make_task  # noqa: E402
@@ -108,7 +109,7 @@ def score_folder(folder: Path) -> dict:
     """Accuracy on the fixed evaluation set (EVAL_SEED; every model of a task sees the same examples), the
     run's length and time, and the first logged step at which its validation accuracy reached SOLVED (None if
     never)."""
-    model, cfgs, _ = tools.load_run(folder)
+    model, cfgs, _ = runs.load_run(folder)
     t = cfgs["train"]
     task = make_task(t.task, t.task_len, t.task_vocab, t.n_keys)
     scores = task_scores(model, task, task.val_batches(EVAL_BATCHES, EVAL_BATCH_SIZE, EVAL_SEED))

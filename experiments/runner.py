@@ -3,7 +3,7 @@ whole list (runs done, steps done, time left), and a list that was interrupted r
 
 Each run is a `Spec` (a name, a model config, a train config); `run_all` walks the list in order and, for
 each run folder under `root`:
-- finished (`tools.run_status`): left alone, never retrained;
+- finished (`runs.run_status`): left alone, never retrained;
 - interrupted with a checkpoint: resumed bit-exactly (`Trainer.resume`);
 - holding an unfinished run without a checkpoint (killed before its first save): started again, said so;
 - absent: trained.
@@ -25,6 +25,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import runs  # noqa: E402
 import tools  # noqa: E402
 from config import ModelConfig, TrainConfig  # noqa: E402
 from train import Trainer  # noqa: E402
@@ -40,7 +41,7 @@ class Spec:
 
 def steps_done(folder: Path) -> int:
     """Optimizer steps a run folder already holds (its checkpoint's, or its log's last step if finished)."""
-    if tools.run_status(folder) == "finished":
+    if runs.run_status(folder) == "finished":
         return int(tools.read_log(folder / "log.csv")[-1]["step"])
     if (folder / "checkpoint.pt").exists():
         return int(tools.load_weights(folder / "checkpoint.pt")["step"])
@@ -54,7 +55,7 @@ FILLED_BY_DATA = {"vocab_size", "tokenizer", "block_size", "n_classes"}
 def differences(spec: Spec, folder: Path) -> list[str]:
     """How the run in `folder` differs from `spec` (field: folder's value -> spec's), [] when it is the same
     run. A model field the data fills in counts only where the spec sets it (a corpus run's block size)."""
-    cfgs = tools.load_configs(folder)
+    cfgs = runs.load_configs(folder)
     out = []
     for key, want in (("train", spec.train), ("model", spec.model)):
         have, want = cfgs[key].to_dict(), want.to_dict()
@@ -89,7 +90,7 @@ def run_all(specs: list[Spec], root: Path, progress: bool = True) -> list[Path]:
 def _run_list(specs: list[Spec], folders: list[Path], bar) -> None:
     for i, (spec, folder) in enumerate(zip(specs, folders)):
         bar.set_description(f"run {i + 1}/{len(specs)} {spec.name}")
-        status = tools.run_status(folder) if folder.exists() else "absent"
+        status = runs.run_status(folder) if folder.exists() else "absent"
         if status == "finished":
             continue
         if status == "unfinished" and (folder / "checkpoint.pt").exists():

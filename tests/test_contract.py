@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import config
-import tools
+import runs
 from config import ModelConfig, TrainConfig, model_config, option
 from data import make_task, pad_rows
 from evaluation import task_scores
@@ -121,7 +121,7 @@ def test_a_fake_encoder_decoder_trains_scores_saves_and_reloads(tmp_path):
     assert rows[-1]["val_acc"] > rows[0]["val_acc"]
     b = t.src.val[0]
     assert b.src is not None and (b.x[:, 0] == t.src.tokenizer.bos_id).all()  # the layout its capabilities ask
-    model, cfgs, tok = tools.load_run(t.out)
+    model, cfgs, tok = runs.load_run(t.out)
     assert type(model) is FakeSeq2Seq and cfgs["model"].arch == "fake_seq2seq"
     with torch.no_grad():
         torch.testing.assert_close(model(b).loss, t.model.eval()(b).loss)
@@ -135,7 +135,7 @@ def test_a_fake_classifier_trains_on_padded_sentences_and_gets_its_metrics(tmp_p
     assert t.mcfg.n_classes == 3 and isinstance(t.model.head, ClassifierHead)
     assert read_header(t.out)[-4:] == ["val_acc", "val_precision", "val_recall", "val_f1"]
     assert t.rows[-1]["val_acc"] > 0.6 > 1 / 3 + 0.1                # well above chance (1/3)
-    model, _, _ = tools.load_run(t.out)
+    model, _, _ = runs.load_run(t.out)
     scores = task_scores(model, make_task("majority", task_len=10, n_keys=3), t.src.val)
     assert scores["val_acc"] == pytest.approx(t.rows[-1]["val_acc"])
 

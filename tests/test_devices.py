@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import runs
 import tools
 from config import TrainConfig, model_config
 from train import Trainer
@@ -60,7 +61,7 @@ def test_compiled_and_plain_runs_save_the_same_keys(tmp_path, monkeypatch):
         keys = (lambda d: set(d["model"] if "model" in d else d))
         assert keys(a) == keys(b)
     assert [r["train_loss"] for r in compiled.rows] == pytest.approx([r["train_loss"] for r in plain.rows])
-    tools.load_run(compiled.out)
+    runs.load_run(compiled.out)
 
 
 def test_run_folders_hold_cpu_tensors_only(tmp_path):
@@ -100,7 +101,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch_and_write_one_f
         assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-3)
     # the same weights at the end, scored on the same data (each run's own validation batches have its
     # per-process batch size, so their logged validation losses are not comparable)
-    (m1, _, _), (m2, _, _) = tools.load_run(tmp_path / "ddp"), tools.load_run(tmp_path / "one")
+    (m1, _, _), (m2, _, _) = runs.load_run(tmp_path / "ddp"), runs.load_run(tmp_path / "one")
     for (name, p1), p2 in zip(m1.named_parameters(), m2.parameters()):
         torch.testing.assert_close(p1, p2, atol=1e-4, rtol=1e-3, msg=name)
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
@@ -114,7 +115,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch_and_write_one_f
     assert [int(x["step"]) for x in ddp] == [0, 3, 6, 9]
     assert ddp[-1]["tokens"] == one[-1]["tokens"] == 9 * 8 * 32  # not 6 x 8 x 32 + 3 x 4 x 32
     assert ddp[-1]["train_loss"] == pytest.approx(one[-1]["train_loss"], abs=1e-4)
-    (m1, _, _), (m2, _, _) = tools.load_run(tmp_path / "ddp"), tools.load_run(tmp_path / "one")
+    (m1, _, _), (m2, _, _) = runs.load_run(tmp_path / "ddp"), runs.load_run(tmp_path / "one")
     for (name, p1), p2 in zip(m1.named_parameters(), m2.parameters()):
         torch.testing.assert_close(p1, p2, atol=1e-4, rtol=1e-3, msg=name)
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+import runs
 import tools
 from config import TrainConfig, model_class
 from data import TASKS, make_task
@@ -40,7 +41,7 @@ def test_every_architecture_resumes_exactly_and_reloads(arch, tmp_path):
     task_trainer(arch, "copy", tmp_path / "resumed", steps=2, schedule="constant").run()
     resumed = Trainer.resume(tmp_path / "resumed", progress=False, verbose=False, max_iters=4).run()
     assert [r["train_loss"] for r in resumed.rows] == [r["train_loss"] for r in straight.rows]
-    model, cfgs, tok = tools.load_run(tmp_path / "resumed")
+    model, cfgs, tok = runs.load_run(tmp_path / "resumed")
     assert type(model) is model_class(arch) and cfgs["model"] == resumed.mcfg
     b = resumed.src.val[0]
     with torch.no_grad():

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import evaluation
+import runs
 import tools
 from config import TrainConfig, model_config
 from experiments import reference, reproduce, runner
@@ -37,9 +38,9 @@ def test_quick_reproduction_writes_a_page_with_a_verdict_for_every_comparison(tr
                                 row.rstrip(" |").rsplit("| ", 1)[1])
     assert "Not run yet" not in page
     # every run of every claim finished and carries its stored evaluation
-    runs = {s.name for c in reproduce.CLAIMS for s in c.runs(True)}
-    assert all(tools.run_status(trained / "quick" / n) == "finished" for n in runs)
-    assert all((trained / "quick" / n / "evaluation.json").exists() for n in runs)
+    names = {s.name for c in reproduce.CLAIMS for s in c.runs(True)}
+    assert all(runs.run_status(trained / "quick" / n) == "finished" for n in names)
+    assert all((trained / "quick" / n / "evaluation.json").exists() for n in names)
     # the page is written from the folders alone: rewriting it gives the same text
     assert reproduce.page(True, draw=False) == page
 
@@ -83,14 +84,14 @@ def test_an_interrupted_list_resumes_where_it_stopped(tmp_path, monkeypatch):
     monkeypatch.setattr(Trainer, "gradients", interrupted_once)
     with pytest.raises(SystemExit, match="(?s)b: interrupted at step 4.*run the same command again"):
         runner.run_all(specs, tmp_path, progress=False)
-    assert tools.run_status(tmp_path / "a") == "finished" and not (tmp_path / "c").exists()
+    assert runs.run_status(tmp_path / "a") == "finished" and not (tmp_path / "c").exists()
     assert runner.steps_done(tmp_path / "b") == 4
     a_weights = (tmp_path / "a" / "model.pt").stat().st_mtime_ns
     calls["n"] = 0
     runner.run_all(specs, tmp_path, progress=False)
     assert calls["n"] == 2 + 6                     # b's last 2 steps and c: a was not retrained
     assert (tmp_path / "a" / "model.pt").stat().st_mtime_ns == a_weights
-    assert all(tools.run_status(tmp_path / n) == "finished" for n in "abc")
+    assert all(runs.run_status(tmp_path / n) == "finished" for n in "abc")
     # b resumed bit-exactly: the same final loss as b trained without a stop
     monkeypatch.setattr(Trainer, "gradients", step)
     runner.run_all([tiny("b", 1)], tmp_path / "again", progress=False)
@@ -112,15 +113,15 @@ def test_ctrl_c_between_runs_ends_the_list_with_one_line_and_status_130(tmp_path
         runner.run_all(specs, tmp_path, progress=False)
     err = capsys.readouterr().err
     assert e.value.code == 130 and "interrupted during the start of a run" in err and "Traceback" not in err
-    assert tools.run_status(tmp_path / "a") == "finished" and not (tmp_path / "b").exists()
+    assert runs.run_status(tmp_path / "a") == "finished" and not (tmp_path / "b").exists()
 
 
 def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path):
     spec = tiny("a", 0)
     Trainer(spec.model, spec.train, tmp_path / "a", progress=False, verbose=False).save_configs()  # no weights
-    assert tools.run_status(tmp_path / "a") == "unfinished"
+    assert runs.run_status(tmp_path / "a") == "unfinished"
     runner.run_all([spec], tmp_path, progress=False)
-    assert tools.run_status(tmp_path / "a") == "finished"
+    assert runs.run_status(tmp_path / "a") == "finished"
 
 
 def test_a_stored_evaluation_follows_the_weights(tmp_path):
@@ -147,7 +148,7 @@ def test_the_results_page_is_the_one_the_run_folders_give():
 
 def test_the_readme_reference_table_is_the_one_the_run_folders_give():
     folders = [reference.folder() / s.name for s in reference.specs()]
-    assert all(tools.run_status(f) == "finished" for f in folders), "train them: python experiments/reference.py"
+    assert all(runs.run_status(f) == "finished" for f in folders), "train them: python experiments/reference.py"
     readme = (ROOT / "README.md").read_text()
     table = reference.markdown(reference.results(folders))
     assert readme == reference.readme_with_table(readme, table), \
@@ -182,10 +183,10 @@ def test_a_folder_holding_a_run_of_other_configs_is_refused_before_anything_trai
 
 
 def test_every_shipped_experiment_run_is_finished_and_evaluated():
-    collections = tools.shipped_collections()
+    collections = runs.shipped_collections()
     assert {c.name for c in collections} == {"reference", "reproduce"}
-    runs = [p.parent for c in collections for p in c.rglob("model_config.json")]
-    assert len(runs) >= 18
-    for run in runs:
-        assert tools.run_status(run) == "finished", run
+    folders = [p.parent for c in collections for p in c.rglob("model_config.json")]
+    assert len(folders) >= 18
+    for run in folders:
+        assert runs.run_status(run) == "finished", run
         assert tools.load_json(run / "evaluation.json")["version"] == evaluation.EVALUATION_VERSION, run

@@ -92,7 +92,7 @@ def test_running_out_of_memory_while_training_is_one_line_with_where_to_resume(t
     def step(self, lr):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB\nmore lines")
 
-    monkeypatch.setattr(train.Trainer, "gradients", step)
+    monkeypatch.setattr(train.Trainer, "gradients", step)  # the loop runs gradients, then update
     out = tmp_path / "run"
     assert train.main([*TINY, "--out", str(out)]) == 1
     err = capsys.readouterr().err
@@ -123,7 +123,7 @@ def test_any_other_error_still_raises(tmp_path, monkeypatch):
     def step(self, lr):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")  # a bug: its traceback is wanted
 
-    monkeypatch.setattr(train.Trainer, "gradients", step)
+    monkeypatch.setattr(train.Trainer, "gradients", step)  # the loop runs gradients, then update
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
         train.main([*TINY, "--out", str(tmp_path / "run")])
 

@@ -12,6 +12,7 @@ import torch
 
 import data
 import inference
+import runs
 import tools
 import train
 from config import ConfigError, TrainConfig, model_config
@@ -97,7 +98,7 @@ def test_init_from_starts_from_the_source_and_records_it(source, files, tmp_path
     assert summary["init_from"] == str(source.resolve()) and summary["init_from_sha256"] == sha
     readme = (out / "README.md").read_text()
     assert f"Finetuned as records (`<bos> record <eos>`) from the run `{source.resolve()}`" in readme and sha in readme
-    assert run.model.cfg == tools.load_configs(source)["model"]
+    assert run.model.cfg == runs.load_configs(source)["model"]
 
 
 def test_a_bad_init_from_names_it_and_lists_the_runs(tmp_path, capsys):
@@ -207,9 +208,9 @@ def test_a_finetune_prints_and_keeps_what_was_folded(source, tmp_path, capsys):
 
 # --- learning to stop ---------------------------------------------------------------------------------
 def test_a_model_finetuned_on_records_learns_to_stop(source, finetuned):
-    src_model, _, tok = tools.load_run(source)
+    src_model, _, tok = runs.load_run(source)
     assert stop_lengths(src_model, tok, [0], temperature=0) == [None]   # pretrained on plain text: it never stops
-    model, cfgs, tok = tools.load_run(finetuned.out)
+    model, cfgs, tok = runs.load_run(finetuned.out)
     assert cfgs["train"].records
     greedy = stop_lengths(model, tok, [0], temperature=0)[0]
     assert greedy is not None and greedy <= max(map(len, RECORDS)) + 1
@@ -217,7 +218,7 @@ def test_a_model_finetuned_on_records_learns_to_stop(source, finetuned):
 
 
 def test_inference_writes_a_record_from_bos_and_stops(finetuned, capsys):
-    model, _, tok = tools.load_run(finetuned.out)
+    model, _, tok = runs.load_run(finetuned.out)
     record = inference.generate(model, tok, "", max_new_tokens=80, temperature=0)
     assert 0 < len(record) < 80 and "<eos>" not in record
     assert inference.main([str(finetuned.out), "--temperature", "0", "--max_new_tokens", "80"]) == 0

@@ -306,7 +306,7 @@ def test_inference_cli_on_a_run_folder(tmp_path, monkeypatch, capsys):
     assert inference.main([str(out), "--prompt", "The ", "--prompt", "def", "--max_new_tokens", "7",
                            "--temperature", "0"]) == 0
     printed = capsys.readouterr().out
-    from tools import load_run
+    from runs import load_run
     model, _, tok = load_run(out)
     want = generate(model, tok, ["The ", "def"], max_new_tokens=7, temperature=0)
     assert f"The {want[0]}\n" in printed and f"def{want[1]}\n" in printed
@@ -347,8 +347,8 @@ def test_each_bad_sampling_argument_gets_its_message(kw, says):
 
 @pytest.mark.parametrize("kw, says", BAD)
 def test_the_cli_checks_sampling_arguments_before_loading_anything(kw, says, capsys, monkeypatch):
-    import tools
-    monkeypatch.setattr(tools, "load_run", lambda *a, **k: pytest.fail("the run was loaded before the check"))
+    import runs
+    monkeypatch.setattr(runs, "load_run", lambda *a, **k: pytest.fail("the run was loaded before the check"))
     args = [x for k, v in kw.items() for x in (f"--{k}", str(v))]
     with pytest.raises(SystemExit) as e:
         inference.main(["trained/gpt-builtin-reference", *args])
@@ -473,7 +473,7 @@ def film_classifier(tmp_path_factory):
 
 
 def test_inference_on_a_classifier_prints_each_prompts_label_and_probability(film_classifier, capsys):
-    from tools import load_labels, load_run
+    from runs import load_labels, load_run
     assert inference.main([str(film_classifier), "--prompt", "the film was great", "--prompt",
                            "the film was awful indeed"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -487,7 +487,7 @@ def test_inference_on_a_classifier_prints_each_prompts_label_and_probability(fil
 
 
 def test_a_prompt_longer_than_the_training_examples_is_cut_and_said_so(film_classifier, capsys):
-    from tools import load_labels, load_run
+    from runs import load_labels, load_run
     model, cfgs, tok = load_run(film_classifier)
     labels = load_labels(film_classifier, 2)
     block = cfgs["model"].block_size
@@ -501,7 +501,7 @@ def test_a_prompt_longer_than_the_training_examples_is_cut_and_said_so(film_clas
 
 
 def test_a_classifier_without_a_prompt_or_given_to_generate_is_refused(film_classifier, capsys):
-    from tools import load_run
+    from runs import load_run
     with pytest.raises(SystemExit) as e:
         inference.main([str(film_classifier)])
     err = capsys.readouterr().err
@@ -517,7 +517,8 @@ def test_a_classifier_without_a_prompt_or_given_to_generate_is_refused(film_clas
 def test_a_run_without_labels_json_names_its_classes_by_id_and_a_wrong_one_is_refused(film_classifier, tmp_path,
                                                                                        capsys):
     import shutil
-    from tools import RunFolderError, load_labels
+    from runs import load_labels
+    from tools import RunFolderError
     run = shutil.copytree(film_classifier, tmp_path / "run")
     (run / "labels.json").unlink()                                     # a run saved before train.py wrote it
     assert load_labels(run, 2) == ["0", "1"]
@@ -535,7 +536,7 @@ def test_a_run_without_labels_json_names_its_classes_by_id_and_a_wrong_one_is_re
 def test_a_sentence_pair_classifier_reads_two_texts_separated_by_a_tab(tmp_path, capsys):
     """A prompt is read as training read the pair (`q1 <sep> q2`); one without a tab is refused, by name."""
     from data import classification_batch, make_task
-    from tools import load_labels, load_run
+    from runs import load_labels, load_run
     from train import Trainer
     path = tmp_path / "pairs.csv"
     path.write_text("q1,q2,same\nabc,abc,yes\nabc,cab,no\nba,ba,yes\nba,ab,no\nc,c,yes\n", encoding="utf-8")

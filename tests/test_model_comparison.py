@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import data  # noqa: E402
 import evaluation  # noqa: E402
 import model_comparison as mc  # noqa: E402
+import runs  # noqa: E402
 import tools  # noqa: E402
 from config import TrainConfig, model_config  # noqa: E402
 from train import Trainer  # noqa: E402
@@ -25,7 +26,7 @@ def test_gitignore_un_ignores_exactly_the_shipped_runs():
     lines = (ROOT / ".gitignore").read_text().splitlines()
     unignored = {l[len("!/trained/"):].rstrip("/") for l in lines if l.startswith("!/trained/")}
     assert "/trained/*" in lines
-    shipped = tools.shipped_runs() + tools.shipped_collections()
+    shipped = runs.shipped_runs() + runs.shipped_collections()
     assert unignored - {"shipped.txt"} == {p.name for p in shipped}
 
 
@@ -38,9 +39,9 @@ def test_a_users_run_does_not_dirty_the_checkout():
 
     assert ignored("trained/gpt-builtin-20990101-000000/model.pt")
     assert ignored("trained/my-run/log.csv")
-    for p in tools.shipped_runs():
+    for p in runs.shipped_runs():
         assert not ignored(f"trained/{p.name}/model.pt") and not ignored(f"trained/{p.name}/README.md")
-    for c in tools.shipped_collections():
+    for c in runs.shipped_collections():
         assert not ignored(f"trained/{c.name}/gpt-s0/model.pt")
         assert ignored(f"trained/{c.name}/gpt-s0/checkpoint.pt")  # the optimizer state stays home
     assert not ignored("trained/shipped.txt")
@@ -68,8 +69,8 @@ def three_runs(tmp_path_factory):
 
 def test_comparison_skips_unfinished_and_training_runs_unless_asked(three_runs, capsys, monkeypatch):
     done, half, busy = three_runs
-    with tools.RunLock(busy):
-        assert [tools.run_status(d) for d in three_runs] == ["finished", "unfinished", "training"]
+    with runs.RunLock(busy):
+        assert [runs.run_status(d) for d in three_runs] == ["finished", "unfinished", "training"]
         assert mc.main([str(d) for d in three_runs]) == 0
         out, err = capsys.readouterr()
         assert "| done |" in out and "| half |" not in out and "| busy |" not in out
@@ -77,7 +78,7 @@ def test_comparison_skips_unfinished_and_training_runs_unless_asked(three_runs, 
         assert mc.main([*map(str, three_runs), "--include_unfinished"]) == 0
         out = capsys.readouterr().out
         assert all(f"| {d.name} |" in out for d in three_runs)
-        monkeypatch.setattr(tools, "run_dirs", lambda: list(three_runs))  # the default: every run in trained/
+        monkeypatch.setattr(mc, "run_dirs", lambda: list(three_runs))  # the default: every run in trained/
         assert [r.name for r in mc.load_runs()] == ["done"]
         assert [r.name for r in mc.load_runs(include_unfinished=True)] == ["done", "half", "busy"]
 
@@ -120,7 +121,7 @@ def test_curves_are_grouped_by_what_their_losses_mean_and_every_run_stays_distin
 
 def test_plot_cli_writes_the_grouped_figure(tmp_path):
     out = tmp_path / "curves.png"
-    shipped = [str(p) for p in tools.shipped_runs()][:3] + [str(tools.TRAINED / "tf-copy-6x4")]
+    shipped = [str(p) for p in runs.shipped_runs()][:3] + [str(tools.TRAINED / "tf-copy-6x4")]
     assert mc.main([*shipped, "--plot", str(out)]) == 0
     assert out.stat().st_size > 10_000
 

@@ -3,16 +3,16 @@ one the code writes from the shipped run folders."""
 from pathlib import Path
 
 import model_comparison as mc
-import tools
+import runs
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_results_table_matches_the_shipped_runs():
-    runs = mc.load_runs(tools.shipped_runs())
-    assert runs, "trained/shipped.txt lists no run"
-    expected = mc.readme_with_results(README, mc.markdown_table(runs))
+    shipped = mc.load_runs(runs.shipped_runs())
+    assert shipped, "trained/shipped.txt lists no run"
+    expected = mc.readme_with_results(README, mc.markdown_table(shipped))
     assert README == expected, "README results are stale: run python model_comparison.py --readme"
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+import runs
 import tools
 import train
 from config import ConfigError, TrainConfig, model_config
@@ -87,7 +88,7 @@ def test_overwrite_replaces_the_run_and_an_empty_folder_is_fine(done, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     run(empty)
-    assert tools.run_status(empty) == "finished"
+    assert runs.run_status(empty) == "finished"
 
 
 @pytest.mark.parametrize("overwrite", [False, True])
@@ -123,14 +124,14 @@ def test_files_named_like_configs_do_not_make_a_run_but_a_real_run_is_replaced(d
 
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_out_into_a_folder_of_runs_is_refused(done, tmp_path, overwrite):
-    runs = tmp_path / "reference"
-    shutil.copytree(done, runs / "gpt-s0")
-    before = snapshot(runs / "gpt-s0")
+    folder = tmp_path / "reference"
+    shutil.copytree(done, folder / "gpt-s0")
+    before = snapshot(folder / "gpt-s0")
     with pytest.raises(tools.RunFolderError, match=r"is a folder of runs \(gpt-s0\).*--out .*reference/my-run"):
-        Trainer(mcfg(), tcfg(), runs, progress=False, verbose=False, overwrite=overwrite)
-    assert snapshot(runs / "gpt-s0") == before
+        Trainer(mcfg(), tcfg(), folder, progress=False, verbose=False, overwrite=overwrite)
+    assert snapshot(folder / "gpt-s0") == before
     with pytest.raises(tools.RunFolderError, match="folder of runs"):  # what ships: trained/reference/
-        tools.prepare_run_folder(tools.TRAINED / "reference", overwrite=True)
+        runs.prepare_run_folder(tools.TRAINED / "reference", overwrite=True)
 
 
 def test_overwrite_removes_the_old_runs_summary_and_readme_before_training(done, tmp_path, monkeypatch):
@@ -165,8 +166,8 @@ def test_a_run_finished_meanwhile_is_not_overwritten_by_a_trainer_built_before(t
 
 
 # --- 2. one writer at a time ------------------------------------------------------------------------
-HOLD = """import sys, time; sys.path.insert(0, {root!r}); import tools
-with tools.RunLock({out!r}):
+HOLD = """import sys, time; sys.path.insert(0, {root!r}); import runs
+with runs.RunLock({out!r}):
     print("locked", flush=True); time.sleep(60)
 """
 
@@ -181,16 +182,16 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holders_lock_
         with pytest.raises(tools.RunFolderError) as e:
             second.run()
         assert f"process {holder.pid}" in str(e.value) and "training.lock" in str(e.value)
-        assert tools.run_files(out) == []  # the refused writer wrote nothing
+        assert runs.run_files(out) == []  # the refused writer wrote nothing
         with pytest.raises(tools.RunFolderError, match=f"process {holder.pid}"):  # refused before any work too
             Trainer(mcfg(), tcfg(), out, progress=False, verbose=False)
-        assert tools.run_status(out) == "training"
+        assert runs.run_status(out) == "training"
     finally:
         holder.kill()
         holder.wait()
-    assert (out / "training.lock").exists() and tools.lock_holder(out)["stale"]  # SIGKILL left it behind
+    assert (out / "training.lock").exists() and runs.lock_holder(out)["stale"]  # SIGKILL left it behind
     second.run()                                                                   # stale: taken over
-    assert tools.run_status(out) == "finished" and not (out / "training.lock").exists()
+    assert runs.run_status(out) == "finished" and not (out / "training.lock").exists()
 
 
 def test_the_lock_is_released_when_the_run_raises(tmp_path, monkeypatch):
@@ -347,7 +348,7 @@ def test_each_damaged_part_is_named_in_the_error(done, tmp_path, capsys, damage,
     shutil.copytree(done, folder)
     damage(folder)
     with pytest.raises(tools.RunFolderError) as e:
-        tools.load_run(folder)
+        runs.load_run(folder)
     msg = str(e.value)
     assert str(folder / file) in msg and says in msg, msg
     assert "weights_only=False" not in msg and "weights_only` set to `False" not in msg
@@ -374,16 +375,16 @@ def test_a_tokenizer_other_than_the_one_recorded_in_training_is_refused_naming_b
     folder = tmp_path / "swapped"
     shutil.copytree(done, folder)
     recorded = tools.load_json(folder / "summary.json")["tokenizer_hash"]
-    assert tools.load_run(folder)[2].hash() == recorded  # the intact folder loads
+    assert runs.load_run(folder)[2].hash() == recorded  # the intact folder loads
     swap_chars("a", "e")(folder)
     with pytest.raises(tools.RunFolderError) as e:
-        tools.load_run(folder)
+        runs.load_run(folder)
     msg = str(e.value)
     assert str(folder / "tokenizer.json") in msg and f"{folder / 'summary.json'} records {recorded}" in msg, msg
     with pytest.raises(tools.RunFolderError, match="summary.json records"):  # a resume reads it the same way
         Trainer.resume(folder, progress=False, verbose=False, max_iters=6)
     (folder / "summary.json").unlink()  # a folder without the record has nothing to be checked against
-    tools.load_run(folder)
+    runs.load_run(folder)
 
 
 def test_the_tokenizer_hash_is_recorded_when_the_run_starts(tmp_path, monkeypatch):
@@ -393,21 +394,21 @@ def test_the_tokenizer_hash_is_recorded_when_the_run_starts(tmp_path, monkeypatc
         run(out)
     summary = tools.load_json(out / "summary.json")  # begun with the configs: the figures never came
     assert "steps" not in summary and not (out / "README.md").exists()
-    assert tools.load_run(out)[2].hash() == summary["tokenizer_hash"]  # the step-0 weights load
+    assert runs.load_run(out)[2].hash() == summary["tokenizer_hash"]  # the step-0 weights load
     swap_chars("a", "e")(out)
     with pytest.raises(tools.RunFolderError, match="summary.json records"):
-        tools.load_run(out)
+        runs.load_run(out)
 
 
 def test_every_shipped_run_has_complete_configs_and_its_recorded_tokenizer():
     """Shipped runs saved before some fields existed load with config.ADDED_FIELDS, never today's defaults;
     each one's tokenizer is the one its summary.json recorded."""
-    folders = [*tools.shipped_runs(), *(p.parent for c in tools.shipped_collections()
+    folders = [*runs.shipped_runs(), *(p.parent for c in runs.shipped_collections()
                                         for p in sorted(c.rglob("model_config.json")))]
-    assert len(folders) > len(tools.shipped_runs())
+    assert len(folders) > len(runs.shipped_runs())
     for folder in folders:
-        cfgs = tools.load_configs(folder)
-        tools.load_tokenizer(folder, cfgs["model"])
+        cfgs = runs.load_configs(folder)
+        runs.load_tokenizer(folder, cfgs["model"])
         assert "tokenizer_hash" in tools.load_json(folder / "summary.json"), folder
 
 
@@ -437,7 +438,7 @@ def test_a_run_whose_final_evaluation_was_cut_short_is_not_finished(done, tmp_pa
     columns = (folder / "log.csv").read_text().splitlines()[0].split(",")
     tools.write_log(folder / "log.csv", rows[:-1], columns)  # as if Ctrl-C hit the step-4 evaluation
     t = Trainer.resume(folder, progress=False, verbose=False).run()
-    assert [r["step"] for r in t.rows] == [0, 2, 4] and tools.run_status(folder) == "finished"
+    assert [r["step"] for r in t.rows] == [0, 2, 4] and runs.run_status(folder) == "finished"
 
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 10
@@ -526,22 +527,22 @@ def test_an_unwritable_out_fails_before_the_data_is_read(tmp_path, monkeypatch, 
 
 # --- 12/13. finished runs, and a run's README names a path that loads -------------------------------
 def test_run_status_tells_finished_from_interrupted(done, tmp_path):
-    assert tools.run_status(done) == "finished"
+    assert runs.run_status(done) == "finished"
     folder = tmp_path / "more"
     shutil.copytree(done, folder)
     edit_config("train_config.json", max_iters=8)(folder)  # as if stopped half way
-    assert tools.run_status(folder) == "unfinished"
-    assert all(tools.run_status(p) == "finished" for p in tools.shipped_runs())
+    assert runs.run_status(folder) == "unfinished"
+    assert all(runs.run_status(p) == "finished" for p in runs.shipped_runs())
 
 
 def test_the_readme_of_a_run_outside_trained_names_a_path_load_run_takes(done, tmp_path, monkeypatch):
     readme = (done / "README.md").read_text()
-    assert f"tools.load_run({str(done.resolve())!r})" in readme
+    assert f"runs.load_run({str(done.resolve())!r})" in readme
     monkeypatch.chdir(tmp_path)
-    model, cfgs, tok = tools.load_run(str(done.resolve()))
+    model, cfgs, tok = runs.load_run(str(done.resolve()))
     assert cfgs["train"].max_iters == 4
-    assert tools.run_ref(tools.TRAINED / "gpt-builtin-reference") == "gpt-builtin-reference"
-    tools.load_run("gpt-builtin-reference")  # a name under trained/, from any working directory
+    assert runs.run_ref(tools.TRAINED / "gpt-builtin-reference") == "gpt-builtin-reference"
+    runs.load_run("gpt-builtin-reference")  # a name under trained/, from any working directory
 
 
 def test_a_run_that_fails_before_it_starts_leaves_no_empty_folder(tmp_path):

@@ -261,6 +261,7 @@ def train_films(tmp_path, name, *flags):
 def test_a_classify_run_reads_whole_sentences_by_default_and_a_short_task_len_scores_chance(tmp_path, capsys):
     """The label comes after the 8 characters every sentence starts with: cut there (--task_len 8, the old
     default), every example looks the same and the score is chance, 0.5; the default reads them whole."""
+    import runs
     import tools
     from train import make_source
     film_files(tmp_path)
@@ -271,7 +272,7 @@ def test_a_classify_run_reads_whole_sentences_by_default_and_a_short_task_len_sc
     assert tools.load_json(run / "model_config.json")["block_size"] == 26
     assert tools.load_json(run / "train_config.json")["task_len"] == 0  # a resume measures the file again
     assert tools.load_json(run / "labels.json") == ["neg", "pos"]
-    cfgs = tools.load_configs(run)                                      # what a resume and load_run rebuild
+    cfgs = runs.load_configs(run)                                      # what a resume and load_run rebuild
     src, mcfg = make_source(cfgs["model"], cfgs["train"], progress=False)
     assert mcfg == cfgs["model"] and src.note == note
     # cut to 'the film', every input is the same, so any model, however long trained, gives one answer

@@ -1,4 +1,4 @@
-"""Tests of train.py and the run-folder helpers in tools.py: exact resume after Ctrl-C, the run folder,
+"""Tests of train.py and the run-folder helpers in runs.py: exact resume after Ctrl-C, the run folder,
 loading without executing code, the NaN stop, the schedule, gradient accumulation, the task path and the
 command line (docs/design.md: training, run folders, names other scripts rely on)."""
 import csv
@@ -17,11 +17,12 @@ import pytest
 import torch
 
 import evaluation
+import runs
 import tools
 from config import MODEL_CONFIGS, GPTConfig, TrainConfig, config_from_dict, model_config
 from modules import Batch
 from tokenizers import Tokenizer
-from train import Trainer
+from train import Trainer, lr_at
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_HEADER = "step,tokens,elapsed_s,tokens_per_s,lr,train_loss,val_loss,grad_norm"  # docs/design.md#log-columns
@@ -241,7 +242,7 @@ def test_run_folder_contents(finished):
     assert all(r["val_loss"] > 0 and math.isfinite(r["val_loss"]) for r in logged)
     assert logged[-1]["val_loss"] < logged[0]["val_loss"]  # it learned something
     assert all(r["tokens_per_s"] > 0 for r in logged[1:])
-    assert logged[1]["lr"] == pytest.approx(tools.lr_at(1, finished.tcfg))  # lr of the row's last step
+    assert logged[1]["lr"] == pytest.approx(lr_at(1, finished.tcfg))  # lr of the row's last step
     m = config_from_dict(tools.load_json(out / "model_config.json"))
     assert m == finished.mcfg and m.vocab_size == finished.src.tokenizer.vocab_size
     assert config_from_dict(tools.load_json(out / "train_config.json")) == finished.tcfg
@@ -261,7 +262,7 @@ def test_best_model_is_the_lowest_validation_loss(finished):
 
 
 def test_load_run_rebuilds_the_trained_model(finished):
-    model, cfgs, tok = tools.load_run(finished.out)
+    model, cfgs, tok = runs.load_run(finished.out)
     assert cfgs["model"] == finished.mcfg and cfgs["train"] == finished.tcfg
     assert tok.hash() == finished.src.tokenizer.hash()
     assert not model.training
@@ -269,11 +270,11 @@ def test_load_run_rebuilds_the_trained_model(finished):
     trained = finished.model.eval()
     with torch.no_grad():
         assert torch.equal(model(x).logits, trained(x).logits)
-    best, _, _ = tools.load_run(finished.out, "best_model")
+    best, _, _ = runs.load_run(finished.out, "best_model")
     with pytest.raises(ValueError, match="which"):
-        tools.load_run(finished.out, "latest")
+        runs.load_run(finished.out, "latest")
     with pytest.raises(FileNotFoundError, match="run folder"):
-        tools.load_run(finished.out / "nope")
+        runs.load_run(finished.out / "nope")
 
 
 def test_every_run_in_trained_still_loads_and_reproduces_its_logged_loss():
@@ -282,8 +283,8 @@ def test_every_run_in_trained_still_loads_and_reproduces_its_logged_loss():
     computation that would silently invalidate saved weights fails here."""
     import train
     problems = []
-    for run in tools.run_dirs():
-        model, cfgs, tok = tools.load_run(run)
+    for run in runs.run_dirs():
+        model, cfgs, tok = runs.load_run(run)
         src, _ = train.make_source(cfgs["model"], cfgs["train"], progress=False)
         got = evaluation.validation_scores(model, src.val, src.task)
         last = log_rows(run)[-1]
@@ -350,7 +351,7 @@ def test_a_checkpoint_that_carries_code_is_refused(finished, tmp_path, payload):
     shutil.copy(bad, run / "model.pt")
     shutil.copy(bad, run / "checkpoint.pt")
     with pytest.raises(pickle.UnpicklingError):
-        tools.load_run(run)
+        runs.load_run(run)
     with pytest.raises(pickle.UnpicklingError):
         Trainer.resume(run, progress=False, verbose=False, max_iters=12)  # finished at 8: extended
     assert not marker.exists()
@@ -392,7 +393,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, good
 # --- the learning-rate schedule ---------------------------------------------------------------------
 def lrs(**kw):
     c = TrainConfig(**{**dict(lr=1.0, min_lr=0.1, warmup_iters=10, max_iters=110), **kw})
-    return c, [tools.lr_at(s, c) for s in range(c.max_iters + 5)]
+    return c, [lr_at(s, c) for s in range(c.max_iters + 5)]
 
 
 def test_warmup_is_linear_up_to_lr():
@@ -438,7 +439,7 @@ def test_no_warmup():
 
 def test_the_loop_uses_the_schedule(finished):
     lr = [r["lr"] for r in log_rows(finished.out)]
-    assert lr == [tools.lr_at(s, finished.tcfg) for s in (0, 1, 3, 5, 7)]
+    assert lr == [lr_at(s, finished.tcfg) for s in (0, 1, 3, 5, 7)]
 
 
 # --- gradient accumulation --------------------------------------------------------------------------
@@ -490,7 +491,7 @@ def test_task_run_logs_accuracy(tmp_path):
     for r in rows:
         assert 0 <= r["val_exact"] <= r["val_acc"] <= 1
     assert t.mcfg.block_size == 3 + 1 + 6 - 1 and t.mcfg.tokenizer == "task-copy"
-    model, cfgs, tok = tools.load_run(out)
+    model, cfgs, tok = runs.load_run(out)
     assert tok.name == "task-copy" and cfgs["train"].task == "copy"
     readme = (out / "README.md").read_text()
     assert "val_acc" in readme and "(true " in readme  # sample answers next to the true ones
@@ -508,7 +509,7 @@ def test_cli_help_lists_every_field_with_its_default(tmp_path):
     assert r.returncode == 0, r.stderr
     lines = {ln.split()[0]: ln for ln in r.stdout.splitlines() if ln.strip().startswith("--")}
     for cls in (GPTConfig, TrainConfig):
-        for f in fields(cls):  # the dataclass fields (a ClassVar such as display_name is none)
+        for f in fields(cls):  # a ClassVar (display_name) is no field, and no flag
             line = lines.get(f"--{f.name}")
             assert line is not None, f"--{f.name} missing from --help"
             shown = str(f.default).lower() if isinstance(f.default, bool) else repr(f.default)  # as typed
@@ -612,7 +613,7 @@ def test_a_corpus_containing_special_token_text_trains_with_bpe(tmp_path):
     t.src.val[0].x[0, :16] = torch.tensor(t.src.tokenizer.encode_ordinary("stop at <eos> or <pad>")[:16])
     t.run()
     assert t.stopped == "" and t.mcfg.vocab_size == 512 and "## Sample" in (t.out / "README.md").read_text()
-    model, _, tok = tools.load_run(t.out)
+    model, _, tok = runs.load_run(t.out)
     assert tok.name == "bpe-512"
 
 
