@@ -13,6 +13,7 @@ it, so they still load as they were trained.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import re
@@ -562,6 +563,23 @@ ADDED_FIELDS: dict[type, dict] = {
         "records": False, "init_from": "",                       # 2026-12-05: a corpus, from a fresh model
     },
 }
+
+
+def parse_bool(s: str) -> bool:
+    """A boolean flag's value: `true` or `false` (any case), as the configs' JSON writes them."""
+    if s.lower() in ("true", "false"):
+        return s.lower() == "true"
+    raise argparse.ArgumentTypeError(f"{s!r} is not a boolean; write true or false")
+
+
+def add_flags(group, cls) -> None:
+    """The command line of a config class: one flag per field (an argparse group's), of the same name, with
+    its default and documented meaning (what `python train.py --help` lists)."""
+    for f in fields(cls):
+        kind = {"int": int, "float": float, "bool": parse_bool, "str": str}[str(f.type)]
+        default = str(f.default).lower() if isinstance(f.default, bool) else repr(f.default)
+        group.add_argument(f"--{f.name}", type=kind, metavar=str(f.type).upper(),
+                           help=f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%"))
 
 
 def config_from_dict(d: dict, saved: bool = False) -> Config:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import difflib
 import hashlib
 import io
 import json
@@ -148,6 +149,65 @@ def to_cpu(obj):
     return obj
 
 
+# --- memory and failures a user can act on --------------------------------------------------------
+STATE_BYTES = 16  # per parameter while training: float32 weights, gradients and AdamW's two moments
+GIB = 2 ** 30
+
+
+class ModelTooLargeError(ValueError):
+    """A run whose training state does not fit in its device's memory: the message says what it needs, what
+    there is, and which flags shrink it."""
+
+
+def memory_hint(mcfg=None, tcfg=None, fixed: str = "") -> str:
+    """The flags that make a run need less memory (with their values, when its model and train configs are
+    given); `fixed`:
+    the flag that brought the model config (--resume, --init_from), which then cannot be changed."""
+    def flag(name, cfg, more=""):
+        return f"--{name}" + (f" (now {getattr(cfg, name)!r}{more})" if cfg is not None else "")
+
+    batch = (f"lower {flag('batch_size', tcfg)} and raise --grad_accum to keep the batch, or use a device with "
+             f"more memory (--device)")
+    if fixed:
+        return f"{batch}; the model's size is fixed by {fixed}"
+    vocab = f": {mcfg.vocab_size:,} tokens" if mcfg is not None else ""
+    return (f"shrink the model with {flag('n_layer', mcfg)}, {flag('d_model', mcfg)} or "
+            f"{flag('tokenizer', mcfg, vocab)}, and its activations with {flag('block_size', mcfg)}; {batch}")
+
+
+def check_memory(params: int, need: int, device: torch.device, hint: str) -> None:
+    """Refuse, before the model is built, a run whose training state alone (`need` bytes for `params`
+    parameters: modules.training_bytes) exceeds the free memory of `device` (`free_memory`; not known: no
+    check), saying so with `hint` (`memory_hint`). torchrun's processes on one machine each hold a copy, so on
+    the CPU they share its memory."""
+    free = free_memory(device)
+    if free is None:
+        return
+    copies = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if device.type == "cpu" else 1
+    if need * copies > free:
+        each = f" for each of {copies} processes" if copies > 1 else ""
+        raise ModelTooLargeError(
+            f"this model ({params:,} parameters) needs at least {need / GIB:,.1f} GiB{each} to train (float32 "
+            f"weights, gradients and AdamW's two moments: {STATE_BYTES} bytes a parameter, before any activation), "
+            f"and {device} has {free / GIB:,.1f} GiB free; {hint}")
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Did an allocation fail: a GPU's OutOfMemoryError, the CPU allocator's RuntimeError, Python's MemoryError?"""
+    return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or isinstance(e, RuntimeError) and any(
+        s in str(e) for s in ("can't allocate memory", "not enough memory", "out of memory"))
+
+
+PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "remote worker crashing")  # gloo's words
+
+
+def lost_peer(e: BaseException, world: int) -> bool:
+    """Under torchrun: did the process group fail (another process stopped, so a collective cannot finish)?"""
+    import torch.distributed as dist
+    return world > 1 and (isinstance(e, dist.DistError) or isinstance(e, RuntimeError) and any(
+        s in str(e) for s in PEER_LOST))
+
+
 # --- files ------------------------------------------------------------------------------------------
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -267,9 +327,16 @@ class UnsafeFileError(RunFolderError, pickle.UnpicklingError):
 
 
 class ArgParser(argparse.ArgumentParser):
-    """argparse with the reason first: `prog: error: REASON` and a one-line hint, not the usage block."""
+    """argparse with the reason first: `prog: error: REASON` and a one-line hint, not the usage block; an
+    unknown flag gets the closest valid names as a suggestion."""
 
     def error(self, message):
+        if "unrecognized arguments" in message:
+            known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+            for bad in message.split(":", 1)[1].split():
+                if bad.startswith("--"):
+                    close = difflib.get_close_matches(bad.split("=")[0], known, n=3)
+                    message += f"\n  {bad}: did you mean {' or '.join(close)}?" if close else ""
         self.exit(2, f"{self.prog}: error: {message}\n  (python {self.prog} --help lists every flag)\n")
 
 

@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -49,65 +47,21 @@ from tqdm.auto import tqdm
 import evaluation
 import runs
 import tools
-from config import MODEL_CONFIGS, ConfigError, ModelConfig, TrainConfig, config_from_dict, model_class
-from data import DECODER, Corpus, DownloadError, Records, corpus_name, curriculum_stages, task_from_config
-from modules import build_model
+from config import (MODEL_CONFIGS, ConfigError, ModelConfig, TrainConfig, add_flags, config_from_dict, model_class,
+                    parse_bool)
+from data import DownloadError, corpus_name
+from data.source import Source
+from data.source import make_source as data_source
+from modules import build_model, training_bytes
 from tokenizers import Tokenizer
 
 
-# --- data sources -----------------------------------------------------------------------------------
-@dataclass
-class Source:
-    """What the loop needs from the data: a training batch per call, fixed validation batches."""
-    tokenizer: Tokenizer
-    train_batch: callable       # (np.random.Generator, step) -> Batch (the step: for a curriculum)
-    val: list                   # fixed validation batches
-    task: object = None         # the Task, when training on one (adds its metrics: val_acc, ...)
-    name: str = ""
-    note: str = ""              # what reading the data changed, said at the start and kept in the README: how
-                                # the text was fitted to a tokenizer not built from it (data.fit_texts), how
-                                # many classify examples were cut
-
-
-def make_source(mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True,
-                processes: int = 1, tokenizer: Tokenizer | None = None) -> tuple[Source, ModelConfig]:
-    """The data of `tcfg` and the model config completed with what the data decides (vocab size; for a
-    task, the tokenizer, the sequence length and the classes; a length classify takes from its data is at
-    most mcfg.block_size). A training batch holds batch_size examples for each of `processes` processes:
-    every process draws the same global batch and takes its own rows. `tokenizer`: the one to read a corpus
-    with (a finetune's, which its text is fitted to), instead of mcfg.tokenizer built from the text."""
-    batch_size = tcfg.batch_size * processes
-    if tcfg.task:
-        task = task_from_config(tcfg, mcfg.block_size)
-        mcfg = replace(mcfg, tokenizer=task.tokenizer.name, block_size=task.seq_len,
-                       vocab_size=task.tokenizer.vocab_size, n_classes=task.n_classes)
-        layout = model_class(mcfg.arch).batch_layout()  # what the model reads, from its declared capabilities
-        if layout not in task.layouts:
-            raise ConfigError(f"arch = {mcfg.arch!r} reads {layout} batches, and task = {tcfg.task!r} makes "
-                              f"{list(task.layouts)} only; choose a model that reads one of them")
-        stages = [task]
-        if tcfg.curriculum:
-            if not hasattr(mcfg, "seg_len"):
-                raise ConfigError(f"curriculum = {tcfg.curriculum} counts segments, and arch = {mcfg.arch!r} has "
-                                  f"none; use a segmented model (rmt, transformer_xl) or curriculum 0")
-            stages = curriculum_stages(task, mcfg.seg_len)
-        stage = lambda step: stages[min(step // max(1, tcfg.curriculum), len(stages) - 1)]
-        src = Source(task.tokenizer, lambda rng, step: stage(step).batch(batch_size, rng, layout),
-                     task.val_batches(tcfg.eval_iters, tcfg.batch_size, tcfg.seed + 1, layout), task, tcfg.task,
-                     task.note)
-        return src, mcfg
-    if model_class(mcfg.arch).batch_layout() != DECODER:
-        raise ConfigError(f"arch = {mcfg.arch!r} is an encoder-decoder: it reads a source and writes a target, "
-                          f"so it trains on a task (--task NAME, e.g. --task copy), not on a corpus")
-    corpus = (Records if tcfg.records else Corpus).load(tcfg.data, tokenizer or mcfg.tokenizer, progress=progress)
-    if mcfg.vocab_size not in (0, corpus.tokenizer.vocab_size):
-        raise ConfigError(f"vocab_size = {mcfg.vocab_size} does not match the tokenizer's "
-                          f"{corpus.tokenizer.vocab_size}; leave it at 0 to take the tokenizer's")
-    mcfg = replace(mcfg, vocab_size=corpus.tokenizer.vocab_size)
-    src = Source(corpus.tokenizer, lambda rng, step: corpus.batch("train", batch_size, mcfg.block_size, rng),
-                 corpus.val_batches(tcfg.eval_iters, tcfg.batch_size, mcfg.block_size, tcfg.seed + 1),
-                 None, corpus.name, corpus.note)
-    return src, mcfg
+# --- data and the run a finetune starts from ------------------------------------------------------
+def make_source(mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True, processes: int = 1,
+                tokenizer: Tokenizer | None = None) -> tuple[Source, ModelConfig]:
+    """The data of `tcfg`, in the batch layout the model of `mcfg` reads (its capabilities), and the model
+    config completed with what the data decides (`data.source.make_source`)."""
+    return data_source(mcfg, tcfg, model_class(mcfg.arch).batch_layout(), progress, processes, tokenizer)
 
 
 @dataclass
@@ -142,74 +96,6 @@ class Pretrained:
 
     def origin(self) -> dict:
         return {"init_from": runs.run_ref(self.folder), "init_from_sha256": self.sha256}
-
-
-# --- memory and failures a user can act on --------------------------------------------------------
-STATE_BYTES = 16  # per parameter while training: float32 weights, gradients and AdamW's two moments
-GIB = 2 ** 30
-
-
-class ModelTooLargeError(ValueError):
-    """A run whose training state does not fit in its device's memory: the message says what it needs, what
-    there is, and which flags shrink it."""
-
-
-def training_bytes(mcfg: ModelConfig) -> tuple[int, int]:
-    """(parameters, bytes) that training `mcfg` holds before any activation: weights, gradients and AdamW's
-    moments in float32, and the model's buffers. Counted on the model built on the meta device, which has
-    every shape and no memory (and draws nothing from the RNGs)."""
-    with torch.device("meta"):
-        model = build_model(mcfg)
-    params = sum(p.numel() for p in model.parameters())
-    return params, STATE_BYTES * params + sum(b.numel() * b.element_size() for b in model.buffers())
-
-
-def memory_hint(mcfg: ModelConfig | None = None, tcfg: TrainConfig | None = None, fixed: str = "") -> str:
-    """The flags that make a run need less memory (with their values, when the configs are known); `fixed`:
-    the flag that brought the model config (--resume, --init_from), which then cannot be changed."""
-    def flag(name, cfg, more=""):
-        return f"--{name}" + (f" (now {getattr(cfg, name)!r}{more})" if cfg is not None else "")
-
-    batch = (f"lower {flag('batch_size', tcfg)} and raise --grad_accum to keep the batch, or use a device with "
-             f"more memory (--device)")
-    if fixed:
-        return f"{batch}; the model's size is fixed by {fixed}"
-    vocab = f": {mcfg.vocab_size:,} tokens" if mcfg is not None else ""
-    return (f"shrink the model with {flag('n_layer', mcfg)}, {flag('d_model', mcfg)} or "
-            f"{flag('tokenizer', mcfg, vocab)}, and its activations with {flag('block_size', mcfg)}; {batch}")
-
-
-def check_memory(mcfg: ModelConfig, tcfg: TrainConfig, device: torch.device, fixed: str = "") -> None:
-    """Refuse, before the model is built, a run whose training state (`training_bytes`) alone exceeds the free
-    memory of `device` (`tools.free_memory`; not known: no check). torchrun's processes on one machine each
-    hold a copy, so on the CPU they share its memory."""
-    free = tools.free_memory(device)
-    if free is None:
-        return
-    params, need = training_bytes(mcfg)
-    copies = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if device.type == "cpu" else 1
-    if need * copies > free:
-        each = f" for each of {copies} processes" if copies > 1 else ""
-        raise ModelTooLargeError(
-            f"this model ({params:,} parameters) needs at least {need / GIB:,.1f} GiB{each} to train (float32 "
-            f"weights, gradients and AdamW's two moments: {STATE_BYTES} bytes a parameter, before any activation), "
-            f"and {device} has {free / GIB:,.1f} GiB free; {memory_hint(mcfg, tcfg, fixed)}")
-
-
-def out_of_memory(e: BaseException) -> bool:
-    """Did an allocation fail: a GPU's OutOfMemoryError, the CPU allocator's RuntimeError, Python's MemoryError?"""
-    return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or isinstance(e, RuntimeError) and any(
-        s in str(e) for s in ("can't allocate memory", "not enough memory", "out of memory"))
-
-
-PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "remote worker crashing")  # gloo's words
-
-
-def lost_peer(e: BaseException, world: int) -> bool:
-    """Under torchrun: did the process group fail (another process stopped, so a collective cannot finish)?"""
-    import torch.distributed as dist
-    return world > 1 and (isinstance(e, dist.DistError) or isinstance(e, RuntimeError) and any(
-        s in str(e) for s in PEER_LOST))
 
 
 # --- the loop ---------------------------------------------------------------------------------------
@@ -304,7 +190,7 @@ class Trainer:
             print(self.src.note)
         self.src.val = [b.to(self.device) for b in self.src.val]
         self.model_fixed = "--resume" if _resume else "--init_from" if source else ""  # what brought the model config
-        check_memory(self.mcfg, tcfg, self.device, self.model_fixed)
+        tools.check_memory(*training_bytes(self.mcfg), self.device, tools.memory_hint(self.mcfg, tcfg, self.model_fixed))
         self.model = build_model(self.mcfg)
         if source is not None:
             self.model.load_state_dict(source.weights)
@@ -622,10 +508,10 @@ class Trainer:
     def failure(self, e: BaseException) -> str | None:
         """One line for a run that `e` ended and that a user can act on (out of memory; under torchrun, another
         process stopped), saying where to resume; None for any other error."""
-        if out_of_memory(e):
+        if tools.out_of_memory(e):
             what = (f"out of memory on {self.device} after step {self.step} ({str(e).splitlines()[0]}); "
-                    f"{memory_hint(self.mcfg, self.tcfg, self.model_fixed)}")
-        elif lost_peer(e, self.procs.world):
+                    f"{tools.memory_hint(self.mcfg, self.tcfg, self.model_fixed)}")
+        elif tools.lost_peer(e, self.procs.world):
             what = (f"rank {self.procs.rank} of {self.procs.world}: another process of this torchrun stopped "
                     f"after step {self.step}, torchrun's report names it ({str(e).splitlines()[0]})")
         else:
@@ -662,35 +548,8 @@ def train(mcfg: ModelConfig | None, tcfg: TrainConfig, out=None, progress: bool 
 
 
 # --- command line -----------------------------------------------------------------------------------
-class Parser(tools.ArgParser):
-    def error(self, message):
-        """Unknown flags get the closest valid names as a suggestion."""
-        if "unrecognized arguments" in message:
-            known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
-            for bad in message.split(":", 1)[1].split():
-                if bad.startswith("--"):
-                    close = difflib.get_close_matches(bad.split("=")[0], known, n=3)
-                    message += f"\n  {bad}: did you mean {' or '.join(close)}?" if close else ""
-        super().error(message)
-
-
-def parse_bool(s: str) -> bool:
-    if s.lower() in ("true", "false"):
-        return s.lower() == "true"
-    raise argparse.ArgumentTypeError(f"{s!r} is not a boolean; write true or false")
-
-
-def add_fields(group, cls) -> None:
-    """One flag per dataclass field, of the same name, with its default and documented meaning."""
-    for f in fields(cls):
-        kind = {"int": int, "float": float, "bool": parse_bool, "str": str}[str(f.type)]
-        default = str(f.default).lower() if isinstance(f.default, bool) else repr(f.default)
-        group.add_argument(f"--{f.name}", type=kind, metavar=str(f.type).upper(),
-                           help=f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%"))
-
-
-def build_parser(arch: str) -> Parser:
-    p = Parser(prog="train.py", description="Train a mnemo model; writes a run folder under trained/.",
+def build_parser(arch: str) -> tools.ArgParser:
+    p = tools.ArgParser(prog="train.py", description="Train a mnemo model; writes a run folder under trained/.",
                formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=32),  # long flag names
                argument_default=argparse.SUPPRESS, allow_abbrev=False,
                epilog=f"architectures: {', '.join(sorted(MODEL_CONFIGS))}. Flags of another architecture: "
@@ -701,8 +560,8 @@ def build_parser(arch: str) -> Parser:
     p.add_argument("--overwrite", type=parse_bool, metavar="BOOL", help="replace the run already in --out "
                                                                         "(default: false: such a folder is refused)")
     p.add_argument("--progress", type=parse_bool, metavar="BOOL", help="show a progress bar (default: true)")
-    add_fields(p.add_argument_group(f"model ({MODEL_CONFIGS[arch].__name__})"), MODEL_CONFIGS[arch])
-    add_fields(p.add_argument_group("training (TrainConfig)"), TrainConfig)
+    add_flags(p.add_argument_group(f"model ({MODEL_CONFIGS[arch].__name__})"), MODEL_CONFIGS[arch])
+    add_flags(p.add_argument_group("training (TrainConfig)"), TrainConfig)
     return p
 
 
@@ -712,7 +571,7 @@ def main(argv=None) -> int:
     pre.add_argument("--arch", default="gpt")
     arch = pre.parse_known_args(argv)[0].arch
     if arch not in MODEL_CONFIGS:
-        Parser(prog="train.py").error(f"--arch {arch!r} is not valid; choose one of {sorted(MODEL_CONFIGS)}")
+        tools.ArgParser(prog="train.py").error(f"--arch {arch!r} is not valid; choose one of {sorted(MODEL_CONFIGS)}")
     parser = build_parser(arch)
     args = vars(parser.parse_args(argv))
     out, resume, progress = args.pop("out", None), args.pop("resume", None), args.pop("progress", True)
@@ -736,10 +595,10 @@ def main(argv=None) -> int:
         except (ConfigError, ValueError, FileNotFoundError, DownloadError) as e:  # RunFolderError is a ValueError
             parser.error(str(e))
         except (RuntimeError, MemoryError) as e:
-            if not out_of_memory(e):
+            if not tools.out_of_memory(e):
                 raise
             parser.error(f"out of memory while setting up the run ({str(e).splitlines()[0]}); "
-                         f"{memory_hint(fixed=keeper)}")
+                         f"{tools.memory_hint(fixed=keeper)}")
     try:
         trainer.run()
     except tools.RunFolderError as e:  # another process took the folder meanwhile

@@ -8,6 +8,9 @@ names its model class there, and `build_model(cfg)` builds the one of `cfg.arch`
 """
 from __future__ import annotations
 
+import torch
+
+import tools
 from config import MODEL_CONFIGS, model_class
 
 from .base import (CAPABILITIES, CAUSAL, CLASSIFIES, ENCODER_DECODER, IGNORE, STREAMS, Batch, LanguageModel,
@@ -20,6 +23,16 @@ def build_model(cfg) -> LanguageModel:
     return model_class(cfg.arch)(cfg)
 
 
+def training_bytes(cfg) -> tuple[int, int]:
+    """(parameters, bytes) that training the model of `cfg` holds before any activation: weights, gradients and AdamW's
+    moments in float32, and the model's buffers. Counted on the model built on the meta device, which has
+    every shape and no memory (and draws nothing from the RNGs)."""
+    with torch.device("meta"):
+        model = build_model(cfg)
+    params = sum(p.numel() for p in model.parameters())
+    return params, tools.STATE_BYTES * params + sum(b.numel() * b.element_size() for b in model.buffers())
+
+
 def architectures(*capabilities: str) -> dict[str, type]:
     """arch name -> model class, for every registered architecture that declares all of `capabilities` (the
     generic tests, experiments and benchmarks iterate over it: `architectures(CAUSAL)` are the language models
@@ -29,4 +42,4 @@ def architectures(*capabilities: str) -> dict[str, type]:
 
 __all__ = ["Batch", "CAPABILITIES", "CAUSAL", "CLASSIFIES", "ENCODER_DECODER", "IGNORE", "LanguageModel",
            "LoggingModule", "Output", "STREAMS", "architectures", "build_model", "log_io", "patch", "scope",
-           "trace"]
+           "trace", "training_bytes"]

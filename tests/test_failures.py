@@ -14,6 +14,7 @@ import torch
 import tools
 import train
 from config import TrainConfig, model_config
+from modules import training_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--n_layer", "1", "--d_model", "16", "--n_head", "2", "--block_size", "16", "--batch_size", "2",
@@ -44,7 +45,7 @@ def test_free_memory_reads_linux_and_the_containers_limit(tmp_path, monkeypatch)
 def test_training_bytes_counts_what_adamw_training_holds_without_building_the_model():
     torch.manual_seed(0)
     rng = torch.get_rng_state()
-    params, need = train.training_bytes(CFG)
+    params, need = training_bytes(CFG)
     assert torch.equal(torch.get_rng_state(), rng)  # the run's weights do not change for being counted
     model = train.build_model(CFG)
     assert params == model.num_params()
@@ -75,16 +76,16 @@ def test_a_model_too_large_for_the_memory_is_refused_before_it_is_built(tmp_path
 
 def test_the_memory_check_compares_the_need_with_what_is_free(monkeypatch):
     t, cpu = TrainConfig(), torch.device("cpu")
-    need = train.training_bytes(CFG)[1]
+    need = training_bytes(CFG)[1]
     monkeypatch.setattr(tools, "free_memory", lambda device: need)
-    train.check_memory(CFG, t, cpu)  # the control: exactly enough passes
+    tools.check_memory(*training_bytes(CFG), cpu, tools.memory_hint(CFG, t))  # the control: exactly enough passes
     monkeypatch.setattr(tools, "free_memory", lambda device: need - 1)
-    with pytest.raises(train.ModelTooLargeError, match="the model's size is fixed by --resume"):
-        train.check_memory(CFG, t, cpu, "--resume")
+    with pytest.raises(tools.ModelTooLargeError, match="the model's size is fixed by --resume"):
+        tools.check_memory(*training_bytes(CFG), cpu, tools.memory_hint(CFG, t, "--resume"))
     monkeypatch.setattr(tools, "free_memory", lambda device: 2 * need)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")  # three torchrun processes on this machine: three copies
-    with pytest.raises(train.ModelTooLargeError, match="for each of 3 processes"):
-        train.check_memory(CFG, t, cpu)
+    with pytest.raises(tools.ModelTooLargeError, match="for each of 3 processes"):
+        tools.check_memory(*training_bytes(CFG), cpu, tools.memory_hint(CFG, t))
 
 
 # --- an allocation that fails anyway ----------------------------------------------------------------
@@ -132,10 +133,10 @@ def test_any_other_error_still_raises(tmp_path, monkeypatch):
 def test_what_counts_as_a_lost_peer():
     gloo = RuntimeError("[pair.cc:537] Read error [127.0.0.1]:51329: Connection reset by peer. This is typically "
                         "caused by a remote worker hanging or bugs in the application.")
-    assert train.lost_peer(gloo, world=2)
-    assert train.lost_peer(torch.distributed.DistBackendError("NCCL communicator was aborted"), world=2)
-    assert not train.lost_peer(gloo, world=1)  # the controls: one process has no peer,
-    assert not train.lost_peer(RuntimeError("shapes cannot be multiplied"), world=2)  # and a bug is a bug
+    assert tools.lost_peer(gloo, world=2)
+    assert tools.lost_peer(torch.distributed.DistBackendError("NCCL communicator was aborted"), world=2)
+    assert not tools.lost_peer(gloo, world=1)  # the controls: one process has no peer,
+    assert not tools.lost_peer(RuntimeError("shapes cannot be multiplied"), world=2)  # and a bug is a bug
 
 
 def test_when_a_process_dies_the_others_say_so_in_one_line_with_where_to_resume(tmp_path):
