@@ -20,7 +20,7 @@ registered causal language model is in the comparison):
   upsampling add no parameters; less compute than the GPT, the equal-compute claim is in reproduce.py);
 - memory_mosaics: 4 blocks of contextual and persistent associative memories (+0.1%);
 - hilt: 3 inter-layer transformers of width 16, one layer each (+7.6%).
-Evaluation (`model_comparison.evaluate_run`, kept in each folder's evaluation.json): the same 8 x 16
+Evaluation (`evaluation.evaluate_run`, kept in each folder's evaluation.json): the same 8 x 16
 validation windows for every run (seed 0): loss of the final weights, bits per character, top-1 and top-5
 accuracy; loss by position in the context. From each run's log: the best validation loss the loop measured
 (on validation batches drawn with the run's own seed) and tokens per second of training (one thread, on a
