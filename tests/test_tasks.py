@@ -281,6 +281,17 @@ def test_a_classify_run_reads_whole_sentences_by_default_and_a_short_task_len_sc
     assert "50 of 50 examples cut to task_len = 8 tokens" in capsys.readouterr().out
 
 
+def refused_then_read(path, bad: str, good: str, says: str):
+    """`path` holding `bad` is refused by classify with a DataFileError matching `says`; holding `good` (the
+    control) it is read: the task."""
+    from data import DataFileError
+    path.write_text(bad, encoding="utf-8")
+    with pytest.raises(DataFileError, match=says):
+        make_task("classify", data=str(path))
+    path.write_text(good, encoding="utf-8")
+    return make_task("classify", data=str(path))
+
+
 @pytest.mark.parametrize("defect, fixed, says", [
     ("the film was good\t\n", "the film was good\tpos\n",
      r"train.tsv, line 3, column 'label': the label is empty; every row needs one of \['neg', 'pos'\]"),
@@ -290,37 +301,25 @@ def test_a_classify_run_reads_whole_sentences_by_default_and_a_short_task_len_sc
 ])
 def test_an_empty_label_or_an_extra_field_is_refused_with_its_file_and_line(tmp_path, defect, fixed, says):
     """Today's file with the defect fixed is read, the same row included (the control)."""
-    from data import DataFileError
-    good = "sentence\tlabel\nthe film was bad\tneg\n{}the film was dull\tneg\nthe film was fine\tpos\n"
-    path = tmp_path / "train.tsv"
-    path.write_text(good.format(defect), encoding="utf-8")
-    with pytest.raises(DataFileError, match=says):
-        make_task("classify", data=str(path))
-    path.write_text(good.format(fixed), encoding="utf-8")
-    task = make_task("classify", data=str(path))
+    text = "sentence\tlabel\nthe film was bad\tneg\n{}the film was dull\tneg\nthe film was fine\tpos\n"
+    task = refused_then_read(tmp_path / "train.tsv", text.format(defect), text.format(fixed), says)
     assert task.labels == ["neg", "pos"] and len(task.train_rows) + len(task.val_rows) == 4
 
 
 def test_a_file_whose_labels_are_all_empty_says_so(tmp_path):
-    from data import DataFileError
-    path = tmp_path / "train.tsv"
-    path.write_text("sentence\tlabel\ngood\t\nbad\t\n", encoding="utf-8")
-    with pytest.raises(DataFileError, match=r"train.tsv, column 'label': no label \(every one is empty\); "
-                                            r"classification needs at least 2"):
-        make_task("classify", data=str(path))
-    path.write_text("sentence\tlabel\ngood\tpos\nbad\tneg\n", encoding="utf-8")   # the control
-    assert make_task("classify", data=str(path)).labels == ["neg", "pos"]
+    task = refused_then_read(tmp_path / "train.tsv", "sentence\tlabel\ngood\t\nbad\t\n",
+                             "sentence\tlabel\ngood\tpos\nbad\tneg\n",
+                             r"train.tsv, column 'label': no label \(every one is empty\); "
+                             r"classification needs at least 2")
+    assert task.labels == ["neg", "pos"]
 
 
 def test_an_unquoted_comma_in_a_csv_text_is_refused_and_a_quoted_one_read(tmp_path):
-    from data import DataFileError
-    path = tmp_path / "films.csv"
-    path.write_text("sentence,label\nbad,neg\ngood, really,pos\nfine,pos\ndull,neg\n", encoding="utf-8")
-    with pytest.raises(DataFileError, match=r"films.csv, line 3: 3 fields, but the header has 2 .*the extra: "
-                                            r"\['pos'\]; a comma inside a text splits it unless the field is quoted"):
-        make_task("classify", data=str(path))
-    path.write_text('sentence,label\nbad,neg\n"good, really",pos\nfine,pos\ndull,neg\n', encoding="utf-8")
-    task = make_task("classify", data=str(path))
+    task = refused_then_read(tmp_path / "films.csv",
+                             "sentence,label\nbad,neg\ngood, really,pos\nfine,pos\ndull,neg\n",
+                             'sentence,label\nbad,neg\n"good, really",pos\nfine,pos\ndull,neg\n',
+                             r"films.csv, line 3: 3 fields, but the header has 2 .*the extra: \['pos'\]; a comma "
+                             r"inside a text splits it unless the field is quoted")
     assert "good, really" in {task.tokenizer.decode(r) for r in task.train_rows + task.val_rows}
 
 
