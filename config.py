@@ -501,6 +501,14 @@ class TrainConfig(Config):
     curriculum: int = option(0, "task runs of a segmented model (seg_len): train this many steps at each "
                                 "shorter number of segments, 1 first, before the full task (the RMT paper's "
                                 "curriculum); 0 = the full task from the start", min=0)
+    heldout: bool = option(True, "tasks: one example in ten, chosen by a hash of the example, is held out for "
+                                 "validation and evaluation and never drawn for training; false only for the "
+                                 "task runs saved before 2026-12-07, whose sampler could draw any example (a "
+                                 "corpus's validation split is always held out)")
+    stream: bool = option(False, "language modelling as Transformer-XL trains: each batch row reads its own "
+                                 "contiguous part of the training text, window after window, and a model with "
+                                 "a memory (transformer_xl, rmt) carries it, detached, from one step to the "
+                                 "next; false = random windows, each read with a fresh state")
     text_column: str = option("sentence", "classify: the column of the text in the --data TSV/CSV file")
     text_pair_column: str = option("", "classify: the column of the second text of a sentence pair (GLUE's "
                                        "sentence2, question2, ...); empty = single sentences")
@@ -537,11 +545,13 @@ class TrainConfig(Config):
         super().__post_init__()
         if not self.task_len and not (self.task == "classify" and self.data not in ("", "builtin")):
             self.task_len = 8  # the default of every task but classify from a file, which measures its examples
+        if not self.task:
+            self.heldout = True  # a corpus's validation split is held out whatever the field says
         if self.min_lr > self.lr:
             raise ConfigError(f"min_lr = {self.min_lr} must not exceed lr = {self.lr}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ConfigError(f"beta1 = {self.beta1}, beta2 = {self.beta2} must be in [0, 1)")
-        for name in ("records", "init_from"):
+        for name in ("records", "init_from", "stream"):
             if getattr(self, name) and self.task:
                 raise ConfigError(f"{name} = {getattr(self, name)!r} applies to language modelling on --data, but "
                                   f"task = {self.task!r} is set (a task brings its own examples and tokenizer); "
@@ -561,6 +571,7 @@ ADDED_FIELDS: dict[type, dict] = {
         "text_column": "sentence", "text_pair_column": "", "label_column": "label",  # 2026-12-04: --task classify
         "curriculum": 0,                                         # 2026-12-05: the full task from the start
         "records": False, "init_from": "",                       # 2026-12-05: a corpus, from a fresh model
+        "heldout": False, "stream": False,                       # 2026-12-07: any task example; random windows
     },
 }
 

@@ -23,11 +23,12 @@ import contextlib
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import runs
 import tools
-from data import IGNORE, Batch, Corpus, Records, task_from_config, without_source
+from data import IGNORE, Batch, Corpus, Records, Stream, digests, task_from_config, without_source
 
 
 @contextlib.contextmanager
@@ -134,20 +135,79 @@ def validation_scores(model, batches: list[Batch], task=None) -> dict:
     return row
 
 
-# --- one yardstick for every run --------------------------------------------------------------------
-def validation_batches(folder, n: int = 8, batch_size: int = 16, seed: int = 0, device: str = "cpu") -> list[Batch]:
+# --- one yardstick for every run: data no training run draws ---------------------------------------
+def run_corpus(folder) -> Corpus:
+    """The corpus a language-modelling run read, with its own tokenizer."""
+    cfgs = runs.load_configs(folder)
+    m, t = cfgs["model"], cfgs["train"]
+    return (Records if t.records else Corpus).load(t.data, runs.load_tokenizer(folder, m), progress=False)
+
+
+def training_digests(folder) -> np.ndarray:
+    """The digests (`data.tasks.base.digests`) of every example a task run's training drew, replayed from its
+    seed: the loop's sampler (`data.make_source`) draws from its own NumPy generator, seeded with the run's
+    seed, so drawing again as many batches gives exactly the same examples (one process: no run trained by
+    several and saved before held-out examples ships). What a run saved before held-out examples existed
+    (TrainConfig.heldout false, whose sampler could draw any example) is never evaluated on."""
+    from config import model_class
+    from data.source import make_source
+    cfgs = runs.load_configs(folder)
+    m, t = cfgs["model"], cfgs["train"]
+    src, _ = make_source(m, t, model_class(m.arch).batch_layout(), progress=False)
+    steps = int(tools.read_log(Path(folder) / "log.csv")[-1]["step"])
+    rng, out = np.random.default_rng(t.seed), []
+    for i in range(steps * t.grad_accum):
+        task = src.stage(i)
+        out.append(digests(task.keys(task.draw(t.batch_size, rng, None))))
+    return np.unique(np.concatenate(out)) if out else np.zeros(0, dtype=np.uint64)
+
+
+def validation_batches(folder, n: int = 8, batch_size: int = 16, seed: int = 0, device: str = "cpu",
+                       exclude=None) -> list[Batch]:
     """A fixed, seeded set of validation batches from the run's own data: windows of its corpus's validation
-    split, or its task's examples (in the layout its model reads)."""
+    split, or its task's held-out examples (in the layout its model reads), none whose digest is in `exclude`
+    (`training_digests`, for a run saved before held-out examples)."""
     from config import model_class
     cfgs = runs.load_configs(folder)
     m, t = cfgs["model"], cfgs["train"]
     if t.task:
         task = task_from_config(t, m.block_size)
-        batches = task.val_batches(n, batch_size, seed, model_class(m.arch).batch_layout())
+        batches = task.val_batches(n, batch_size, seed, model_class(m.arch).batch_layout(), "val", exclude)
     else:
-        corpus = (Records if t.records else Corpus).load(t.data, runs.load_tokenizer(folder, m), progress=False)
-        batches = corpus.val_batches(n, batch_size, m.block_size, seed)
+        batches = run_corpus(folder).val_batches(n, batch_size, m.block_size, seed)
     return [b.to(device) for b in batches]
+
+
+STREAM_ROWS, STREAM_TOKENS = 16, 1 << 17  # the validation text read as 16 streams, its first 131,072 tokens
+
+
+def validation_stream(folder, rows: int = STREAM_ROWS) -> Stream | None:
+    """The run's validation text (its first STREAM_TOKENS) as `rows` streams read window after window
+    (fewer rows when the text is short; None when it holds no two windows)."""
+    corpus, T = run_corpus(folder), runs.load_configs(folder)["model"].block_size
+    rows = min(rows, len(corpus.splits["val"][:STREAM_TOKENS]) // (2 * T + 1))
+    return corpus.stream("val", rows, T, STREAM_TOKENS) if rows else None
+
+
+@torch.no_grad()
+def stream_scores(model, stream: Stream, tokenizer, carry: bool | None = None, device: str = "cpu") -> dict:
+    """The text of `stream` read in order, every window of every row once: loss per token and bits per
+    character. A model that carries a memory (`carries_memory`: Transformer-XL, RMT) hands it from each window
+    to the next, as Transformer-XL is evaluated; any other model reads each window alone (a GPT: the text in
+    consecutive windows). `carry` False reads every window with a fresh state (the same text, no memory)."""
+    carry = model.carries_memory if carry is None else carry
+    state, nll, tokens, chars = None, 0.0, 0, 0
+    with eval_mode(model):
+        for i in range(len(stream)):
+            b = stream.batch(i).to(device)
+            if carry and state is None:
+                state = model.init_state(b.size)
+            logits = (model(b, state) if carry else model(b)).logits
+            nll += float(torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), b.y.flatten(),
+                                                           reduction="sum"))
+            tokens += b.y.numel()
+            chars += sum(len(tokenizer.decode(row.tolist())) for row in b.y)
+    return {"stream_loss": nll / tokens, "stream_bpc": nll / chars / math.log(2)}
 
 
 @torch.no_grad()
@@ -174,46 +234,69 @@ def loss_by_position(model, batches: list[Batch]) -> torch.Tensor:
     return torch.cat(losses).mean(0)
 
 
+EVAL_BATCH = {"corpus": 16, "task": 64}  # 8 batches: 128 windows of text, or 512 held-out task examples
+
+
 @torch.no_grad()
-def evaluate_run(folder, n: int = 8, batch_size: int = 16, seed: int = 0, device: str = "cpu",
-                 loaded: tuple | None = None) -> dict:
-    """Loss per token, bits per character, top-1/top-5 accuracy on the run's fixed validation data (a task
-    run: the task's own metrics, e.g. greedy per-token and whole-answer accuracy). `loaded`: the run's
-    (model, cfgs, tokenizer) when already loaded (runs.load_run)."""
+def evaluate_run(folder, n: int = 8, batch_size: int | None = None, seed: int = 0, device: str = "cpu",
+                 loaded: tuple | None = None, exclude=None) -> dict:
+    """Loss per token, bits per character, top-1/top-5 accuracy on fixed windows of the run's validation
+    text, and the same text read in order (`stream_scores`: stream_loss, stream_bpc); a task run: the task's
+    own metrics (e.g. greedy per-token and whole-answer accuracy) on held-out examples, none in `exclude`.
+    `loaded`: the run's (model, cfgs, tokenizer) when already loaded (runs.load_run)."""
     model, cfgs, tok = loaded or runs.load_run(folder, device=device)
-    batches = validation_batches(folder, n, batch_size, seed, device)
     t, m = cfgs["train"], cfgs["model"]
+    batch_size = batch_size or EVAL_BATCH["task" if t.task else "corpus"]
+    batches = validation_batches(folder, n, batch_size, seed, device, exclude)
     if t.task:
         return task_scores(model, task_from_config(t, m.block_size), batches)
-    loss = sum(model(b).loss.item() for b in batches) / len(batches)
+    with eval_mode(model):
+        loss = sum(model(b).loss.item() for b in batches) / len(batches)
     chars = sum(len(tok.decode(row.tolist())) for b in batches for row in b.y)
     tokens = sum(b.y.numel() for b in batches)
     out = {"val_loss": loss, "bpc": loss * tokens / chars / math.log(2)}
     out.update({f"top{k}": v for k, v in topk_accuracy(model, batches).items()})
+    stream = validation_stream(folder)
+    if stream is not None:
+        out.update(stream_scores(model, stream, tok, device=device))
     return out
 
 
 # --- stored in the run folder -----------------------------------------------------------------------
-EVALUATION_VERSION = 3  # what stored_evaluation() stores; a stored evaluation of another version is computed again
+EVALUATION_VERSION = 4  # what stored_evaluation() stores; a stored evaluation of another version is computed again
 BY_POSITION_BATCHES = 32
 
 
-def stored_evaluation(folder: Path) -> dict:
-    """The run's scores on fixed data (`evaluate_run`; corpus runs also their loss by position), plus its
+def stored_evaluation(folder: Path, device: str = "cpu", loaded: tuple | None = None) -> dict:
+    """The run's scores on held-out data (`evaluate_run`; corpus runs also their loss by position), plus its
     parameters, training seconds, tokens per second and best validation loss of its log (the loop's own
     validation batches, drawn with the run's seed); computed once and kept in folder/evaluation.json with
     the hash of the weights they were computed from (recomputed when the weights change, or when this
-    function stores more). What experiments read their tables and verdicts from."""
+    function stores more). What experiments and `python model_comparison.py --eval` read their tables and
+    verdicts from; `loaded`: the run's (model, cfgs, tokenizer) on `device`, if already loaded. A task run saved before
+    held-out examples existed is evaluated on held-out examples its training did not draw (replayed,
+    `training_digests`), and `drawn_in_training` says how many of the plain held-out set it had drawn."""
     folder = Path(folder)
     path, weights = folder / "evaluation.json", tools.sha256_of(folder / "model.pt")[:16]
     stored = tools.load_json(path) if path.exists() else {}
     if stored.get("weights") == weights and stored.get("version") == EVALUATION_VERSION:
         return stored
-    loaded = runs.load_run(folder)
-    scores = {k: float(v) for k, v in evaluate_run(folder, loaded=loaded).items()}
-    if not loaded[1]["train"].task:
+    loaded = loaded or runs.load_run(folder, device=device)
+    t, extra = loaded[1]["train"], {}
+    exclude = training_digests(folder) if t.task and not t.heldout else None
+    if exclude is not None:
+        task = task_from_config(t, loaded[1]["model"].block_size)
+        rng, plain = np.random.default_rng(0), []
+        for _ in range(8):  # evaluate_run's held-out examples, had nothing been excluded
+            plain.append(digests(task.keys(task.draw(EVAL_BATCH["task"], rng, "val"))))
+        extra["drawn_in_training"] = int(np.isin(np.concatenate(plain), exclude).sum())
+    scores = {k: float(v) for k, v in evaluate_run(folder, device=device, loaded=loaded, exclude=exclude).items()}
+    scores |= extra
+    if not t.task:
         # 32 x 16 windows: at one position the text of 128 windows varies more than the models do
-        by_position = loss_by_position(loaded[0], validation_batches(folder, n=BY_POSITION_BATCHES))
+        with eval_mode(loaded[0]):
+            by_position = loss_by_position(loaded[0], validation_batches(folder, n=BY_POSITION_BATCHES,
+                                                                         device=device))
         scores["by_position"] = [round(float(v), 5) for v in by_position]
     log = tools.read_log(folder / "log.csv")
     last = log[-1]

@@ -4,10 +4,13 @@
     python model_comparison.py trained/a trained/b --plot curves.png
     python model_comparison.py --include_unfinished  # also runs still training, interrupted or stopped
 
-Honest comparison needs the same yardstick: `--eval` scores every run with `evaluation.evaluate_run`, on a
-fixed, seeded set of validation windows of its own corpus, and reports bits per character next to the loss
-per token, because two tokenizers' per-token losses are not comparable (a BPE token carries several
-characters). Task runs (trained with --task) are scored by their task's metrics instead. For the same reason the
+Honest comparison needs the same yardstick: `--eval` scores every run with `evaluation.stored_evaluation`
+(one code path: the experiments read the same evaluation.json it writes into each run folder) on data no
+training run draws: a fixed, seeded set of windows of its corpus's validation split, scored as loss per token
+and bits per character, because two tokenizers' per-token losses are not comparable (a BPE token carries
+several characters), and the same validation text read in order (`stream_bpc`: a model with a memory carries
+it from window to window). Task runs (trained with --task) are scored by their task's metrics on held-out
+examples instead. For the same reason the
 curves are drawn on one axis per kind of loss (`loss_kind`: a corpus with a tokenizer, or a task with its
 sizes), never mixing losses that mean different things.
 
@@ -212,6 +215,10 @@ def check_plot_path(path) -> Path:
     return path
 
 
+SCORES = ("val_loss", "bpc", "stream_bpc", "top1", "top5", "val_acc", "val_exact", "val_legal", "val_f1",
+          "drawn_in_training")  # what --eval prints of each run's stored evaluation, where the run has it
+
+
 def main(argv=None) -> int:
     p = tools.ArgParser(prog="model_comparison.py", description="Compare trained runs.")
     p.add_argument("runs", nargs="*", help="run folders, or names under trained/ (default: every finished run "
@@ -221,7 +228,8 @@ def main(argv=None) -> int:
     p.add_argument("--plot", metavar="FILE", help="save validation-loss curves (vs step, tokens, seconds) here, "
                                                   "one row per kind of loss; the extension picks the format "
                                                   "(.png, .pdf, .svg, ...)")
-    p.add_argument("--eval", action="store_true", help="also score every run on fixed validation data")
+    p.add_argument("--eval", action="store_true", help="also score every run on held-out data and store the "
+                                                       "scores in its evaluation.json (what experiments read)")
     p.add_argument("--device", default="cpu", help="where --eval runs the models: auto, cpu, cuda, cuda:N or mps "
                                                    "(default: cpu)")
     p.add_argument("--readme", action="store_true", help="write the table of the shipped runs "
@@ -261,10 +269,11 @@ def main(argv=None) -> int:
         from data import DownloadError
         for r in runs:
             try:
-                scores = evaluation.evaluate_run(r.path, device=r.device, loaded=r.load())
+                scores = evaluation.stored_evaluation(r.path, device=r.device, loaded=r.load())
             except (DownloadError, ValueError) as e:  # its corpus cannot be read here
                 p.error(f"cannot evaluate {r.path}: {e}")
-            print(r.name, "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+            print(r.name, "  ".join(f"{k} {scores[k]:.3f}" for k in SCORES if k in scores),
+                  f"(stored in {r.path / 'evaluation.json'})")
     if a.plot:
         plot_grouped(runs).savefig(a.plot, bbox_inches="tight")
         print(f"saved {a.plot}")

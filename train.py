@@ -52,7 +52,7 @@ from config import (MODEL_CONFIGS, ConfigError, ModelConfig, TrainConfig, add_fl
 from data import DownloadError, corpus_name
 from data.source import Source
 from data.source import make_source as data_source
-from modules import build_model, training_bytes
+from modules import build_model, carried, training_bytes
 from tokenizers import Tokenizer
 
 
@@ -200,6 +200,13 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.model.param_groups(tcfg.weight_decay), lr=tcfg.lr,
                                            betas=(tcfg.beta1, tcfg.beta2))
         self.data_rng = np.random.default_rng(tcfg.seed)
+        # a --stream run of a model with a memory carries it from step to step (None: fresh at the next window)
+        self.carries = self.src.stream is not None and self.model.carries_memory
+        if self.carries and self.procs.world * self.shards > 1:
+            raise ConfigError(f"stream = true with arch = {self.mcfg.arch!r} carries each batch row's memory from "
+                              f"step to step, which one process trains and checkpoints; run it without torchrun "
+                              f"(or with stream = false)")
+        self.memory = self.next_memory = None
         self.step, self.tokens, self.elapsed, self.best = 0, 0, 0.0, math.inf
         self.rows: list[dict] = []
         self.pending = self.new_row()  # training figures of the log row in progress
@@ -280,6 +287,10 @@ class Trainer:
         self.pending = PendingRow.from_dict(ck["pending"])
         tools.set_rng_state(ck["rng"])
         self.data_rng.bit_generator.state = ck["data_rng"]
+        if ck.get("memory") is not None:  # the memory a --stream run carries into its next step
+            state = self.model.init_state(tcfg.batch_size)
+            vars(state).update(ck["memory"])
+            self.memory = carried(state, self.device)
         self.rows = [r for r in folder.read_log() if r["step"] <= self.step]
         return self
 
@@ -294,6 +305,7 @@ class Trainer:
             "elapsed": self.elapsed, "best": self.best, "pending": self.pending.to_dict(),
             "rng": rng or tools.rng_state(), "data_rng": data_rng or self.data_rng.bit_generator.state,
             "origin": self.origin, "processes": self.procs.world * self.shards,
+            "memory": None if self.memory is None else vars(self.memory),
             **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {})})
 
     # --- run --------------------------------------------------------------------------------------
@@ -348,19 +360,26 @@ class Trainer:
         accum, shards, ddp = self.tcfg.grad_accum, self.shards, self.procs.world > 1
         n = accum * shards
         total, tokens, aux = 0.0, 0, dict.fromkeys(self.model.aux_terms, 0.0)
+        memory = None if self.memory is None else carried(self.memory)  # a copy: the model updates it in place
         for i in range(accum):
-            batch = self.src.train_batch(self.data_rng, self.step)
+            window = self.step * accum + i
+            batch = self.src.train_batch(self.data_rng, window)
+            if self.carries and (memory is None or self.src.stream.starts_over(window)):
+                memory = self.model.init_state(batch.size)
             for j in range(shards):
                 rows = self.my_rows(batch, j)
                 # DDP averages gradients across processes on the last micro-batch's backward only
                 with self.net.no_sync() if ddp and i * shards + j < n - 1 else contextlib.nullcontext():
                     with self.autocast():
-                        out = self.net(rows)
+                        out = self.net(rows, memory) if self.carries else self.net(rows)
                     self.scaler.scale(out.loss / n).backward()
                 total += out.loss.item() / n
                 tokens += rows.n_tokens
                 for k in aux:
                     aux[k] += out.aux[k].item() / n
+            if self.carries:  # the next window reads on from this one's memory, cut from its graph
+                memory = carried(memory)
+        self.next_memory = memory
         if ddp:  # the step's figures over every process
             import torch.distributed as dist
             figures = torch.tensor([total, tokens, *aux.values()], dtype=torch.float64, device=self.device)
@@ -377,6 +396,7 @@ class Trainer:
         runs the two apart, so that no signal falls between the update and the step count)."""
         loss, norm, tokens, aux = self.gradients(lr)
         self.update(self.finite(loss, norm))
+        self.memory = self.next_memory
         return loss, norm, tokens, aux
 
     def finite(self, loss: float, norm: float) -> bool:
@@ -451,6 +471,7 @@ class Trainer:
                 finite = self.finite(loss, norm)
                 with self.interrupts.held():  # the update and the step count go together, or not at all
                     self.update(finite)
+                    self.memory = self.next_memory  # the memory goes with them: a step cut before is redone
                     if not finite:
                         what = "loss" if not math.isfinite(loss) else "gradient norm"
                         self.stopped = (f"non-finite {what} at step {self.step + 1}: stopped, the last good "

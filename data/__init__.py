@@ -12,16 +12,16 @@ runs a model (scoring a model is evaluation.py's). See docs/design.md#data-and-t
 from __future__ import annotations
 
 from .batch import DECODER, ENCODER_DECODER, IGNORE, Batch, pad_rows
-from .corpus import VAL_EVERY, VAL_FRACTION, Corpus, Records
+from .corpus import VAL_EVERY, VAL_FRACTION, Corpus, Records, Stream
 from .metrics import bleu, classification_metrics, distinct_n, rouge_n, sequence_metrics
 from .sources import (BUILTINS, CACHE, MAX_DROPPED, REMOTES, DownloadError, Remote, builtin_records, builtin_text,
                       corpus_name, download, fit_texts, load_text, make_tokenizer, split_records)
-from .tasks import (SYMBOLS, TASKS, Classify, Copy, DataFileError, HMUHierarchical, HMUPattern, HMURandom,
+from .tasks import (HELD_OUT_EVERY, SYMBOLS, TASKS, Classify, Copy, DataFileError, HMUHierarchical, HMUPattern, HMURandom,
                     HMURepetitive, HMUTemporal, InContextLanguages, LegalBatch, Majority, QuadraticEquations,
                     Retrieval, Reverse, Task, TextTask, classification_batch, classify_ids, curriculum_stages,
-                    make_task, read_table, task_from_config, without_source)
+                    digests, held_out, make_task, read_table, task_from_config, without_source)
 
-__all__ = ["BUILTINS", "Batch", "CACHE", "Classify", "Copy", "Corpus", "DECODER", "DataFileError", "DownloadError",
+__all__ = ["BUILTINS", "Batch", "HELD_OUT_EVERY", "Stream", "digests", "held_out", "CACHE", "Classify", "Copy", "Corpus", "DECODER", "DataFileError", "DownloadError",
            "ENCODER_DECODER", "HMUHierarchical", "HMUPattern", "HMURandom", "HMURepetitive", "HMUTemporal", "IGNORE",
            "InContextLanguages", "LegalBatch", "MAX_DROPPED", "Majority", "QuadraticEquations", "REMOTES", "Records",
            "Remote", "Retrieval", "Reverse", "SYMBOLS", "TASKS", "Task", "TextTask", "VAL_EVERY", "VAL_FRACTION",

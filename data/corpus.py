@@ -92,6 +92,16 @@ class Corpus:
         rng = np.random.default_rng(seed)
         return [self.batch("val", batch_size, block_size, rng) for _ in range(n)]
 
+    def stream(self, split: str, rows: int, block_size: int, max_tokens: int | None = None) -> "Stream":
+        """The split (its first `max_tokens`, when given) read as `rows` contiguous streams (`Stream`)."""
+        ids = self.splits[split][:max_tokens]
+        if len(ids) // rows <= block_size:
+            raise ValueError(f"{self.source}: its {split} split holds {len(ids):,} tokens of the tokenizer "
+                             f"{self.tokenizer.name!r}, too few for {rows} streams of at least one window of "
+                             f"block_size + 1 = {block_size + 1} tokens; use fewer rows (--batch_size), a smaller "
+                             f"--block_size or a longer text")
+        return Stream(ids, rows, block_size)
+
     def too_short(self, block_size: int) -> str:
         """Why the text cannot give windows of `block_size`: its size and the fewest tokens that would (both
         splits hold a window of block_size + 1 tokens, the inputs and their next-token targets)."""
@@ -144,3 +154,38 @@ class Records(Corpus):
         first = starts[rng.integers(0, len(starts), size=batch_size)]
         w = torch.from_numpy(np.take(ids, first[:, None] + np.arange(block_size + 1), mode="wrap").astype(np.int64))
         return Batch(w[:, :-1], w[:, 1:])
+
+
+class Stream:
+    """A token stream cut into `rows` equal parts, each read in order, window after window: Transformer-XL's
+    training and evaluation order (Dai et al. 2019, their `LMOrderedIterator`), in which the window a row reads
+    at one step continues where its window of the step before ended, so a memory carried from step to step
+    holds the text just before.
+
+        part r = ids[r L : (r + 1) L]           L = len(ids) // rows
+        window i of row r = part r [w T : w T + T + 1]      w = i mod W, W = (L - 1) // T windows a part
+
+    Window i depends on i alone (no random state), so a resumed run reads on exactly; after the last whole
+    window of its part, a row starts again at the beginning of its part (`starts_over(i)`: the memory carried
+    from before no longer belongs to the text), and the tail shorter than a window is never read."""
+
+    def __init__(self, ids: np.ndarray, rows: int, block_size: int):
+        self.ids, self.rows, self.block_size = ids, rows, block_size
+        self.part = len(ids) // rows
+        self.windows = (self.part - 1) // block_size
+
+    def batch(self, i: int) -> Batch:
+        """Window `i` of every row: x (rows, T) and the next tokens y (rows, T)."""
+        T, w = self.block_size, i % self.windows
+        starts = np.arange(self.rows) * self.part + w * T
+        window = np.stack([self.ids[s:s + T + 1] for s in starts]).astype(np.int64)
+        w = torch.from_numpy(window)
+        return Batch(w[:, :-1], w[:, 1:])
+
+    def starts_over(self, i: int) -> bool:
+        """Does window `i` begin the rows' parts (the first window, or a row's next pass over its part)?"""
+        return i % self.windows == 0
+
+    def __len__(self) -> int:
+        """Windows in one pass over the parts."""
+        return self.windows

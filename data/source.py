@@ -17,13 +17,17 @@ from .tasks import curriculum_stages, task_from_config
 class Source:
     """What the loop needs from the data: a training batch per call, fixed validation batches."""
     tokenizer: Tokenizer
-    train_batch: callable       # (np.random.Generator, step) -> Batch (the step: for a curriculum)
+    train_batch: callable       # (np.random.Generator, i) -> Batch, i = step x grad_accum + micro-batch (the
+                                # step: for a curriculum; the window: for a stream)
     val: list                   # fixed validation batches
     task: object = None         # the Task, when training on one (adds its metrics: val_acc, ...)
     name: str = ""
     note: str = ""              # what reading the data changed, said at the start and kept in the README: how
                                 # the text was fitted to a tokenizer not built from it (data.fit_texts), how
                                 # many classify examples were cut
+    stream: object = None       # the training Stream (data.corpus) of a --stream run: train_batch(rng, i) reads
+                                # its window i, and a model's memory is dropped where stream.starts_over(i)
+    stage: callable = None      # a task run: i -> the Task train_batch(rng, i) draws from (a curriculum's stage)
 
 
 def make_source(mcfg: ModelConfig, tcfg: TrainConfig, layout: str, progress: bool = True,
@@ -48,10 +52,12 @@ def make_source(mcfg: ModelConfig, tcfg: TrainConfig, layout: str, progress: boo
                 raise ConfigError(f"curriculum = {tcfg.curriculum} counts segments, and arch = {mcfg.arch!r} has "
                                   f"none; use a segmented model (rmt, transformer_xl) or curriculum 0")
             stages = curriculum_stages(task, mcfg.seg_len)
-        stage = lambda step: stages[min(step // max(1, tcfg.curriculum), len(stages) - 1)]
-        src = Source(task.tokenizer, lambda rng, step: stage(step).batch(batch_size, rng, layout),
-                     task.val_batches(tcfg.eval_iters, tcfg.batch_size, tcfg.seed + 1, layout), task, tcfg.task,
-                     task.note)
+        accum = tcfg.grad_accum
+        stage = lambda i: stages[min(i // accum // max(1, tcfg.curriculum), len(stages) - 1)]
+        train, val = ("train", "val") if tcfg.heldout else (None, None)  # runs saved before: any example
+        src = Source(task.tokenizer, lambda rng, i: stage(i).batch(batch_size, rng, layout, train),
+                     task.val_batches(tcfg.eval_iters, tcfg.batch_size, tcfg.seed + 1, layout, val), task,
+                     tcfg.task, task.note, stage=stage)
         return src, mcfg
     if layout != DECODER:
         raise ConfigError(f"arch = {mcfg.arch!r} is an encoder-decoder: it reads a source and writes a target, "
@@ -61,7 +67,11 @@ def make_source(mcfg: ModelConfig, tcfg: TrainConfig, layout: str, progress: boo
         raise ConfigError(f"vocab_size = {mcfg.vocab_size} does not match the tokenizer's "
                           f"{corpus.tokenizer.vocab_size}; leave it at 0 to take the tokenizer's")
     mcfg = replace(mcfg, vocab_size=corpus.tokenizer.vocab_size)
-    src = Source(corpus.tokenizer, lambda rng, step: corpus.batch("train", batch_size, mcfg.block_size, rng),
-                 corpus.val_batches(tcfg.eval_iters, tcfg.batch_size, mcfg.block_size, tcfg.seed + 1),
-                 None, corpus.name, corpus.note)
+    val = corpus.val_batches(tcfg.eval_iters, tcfg.batch_size, mcfg.block_size, tcfg.seed + 1)
+    if tcfg.stream:
+        stream = corpus.stream("train", batch_size, mcfg.block_size)
+        return Source(corpus.tokenizer, lambda rng, i: stream.batch(i), val, None, corpus.name, corpus.note,
+                      stream=stream), mcfg
+    src = Source(corpus.tokenizer, lambda rng, i: corpus.batch("train", batch_size, mcfg.block_size, rng),
+                 val, None, corpus.name, corpus.note)
     return src, mcfg

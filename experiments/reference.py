@@ -20,9 +20,13 @@ registered causal language model is in the comparison):
   upsampling add no parameters; less compute than the GPT, the equal-compute claim is in reproduce.py);
 - memory_mosaics: 4 blocks of contextual and persistent associative memories (+0.1%);
 - hilt: 3 inter-layer transformers of width 16, one layer each (+7.6%).
+Transformer-XL and RMT train as Transformer-XL's paper trains (`--stream true`): each of the 16 batch rows
+reads its own contiguous part of the text, window after window, with the memory carried from step to step;
+the others read random windows, each alone (they carry nothing from one window to the next).
 Evaluation (`evaluation.evaluate_run`, kept in each folder's evaluation.json): the same 8 x 16
 validation windows for every run (seed 0): loss of the final weights, bits per character, top-1 and top-5
-accuracy; loss by position in the context. From each run's log: the best validation loss the loop measured
+accuracy; loss by position in the context; and the validation text read in order (`stream_bpc`: XL and RMT
+carry their memory from window to window, the others read consecutive windows each alone). From each run's log: the best validation loss the loop measured
 (on validation batches drawn with the run's own seed) and tokens per second of training (one thread, on a
 machine other jobs shared: only a ratio between runs means anything, and only roughly).
 """
@@ -37,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import tools  # noqa: E402
-from config import MODEL_CONFIGS, TrainConfig, model_config  # noqa: E402
+from config import MODEL_CONFIGS, TrainConfig, model_class, model_config  # noqa: E402
 from evaluation import stored_evaluation  # noqa: E402
 from experiments.runner import Spec, run_all  # noqa: E402
 from modules import CAUSAL, architectures  # noqa: E402
@@ -62,7 +66,8 @@ def archs(model: dict) -> dict[str, dict]:
 def specs(quick: bool = False, seeds=SEEDS) -> list[Spec]:
     """The runs of the comparison, architecture by architecture, seed by seed."""
     model, train = (QUICK_MODEL, QUICK_TRAIN) if quick else (MODEL, TRAIN)
-    return [Spec(f"{arch}-s{seed}", model_config(arch, **{**model, **fields}), TrainConfig(**train, seed=seed))
+    return [Spec(f"{arch}-s{seed}", model_config(arch, **{**model, **fields}),
+                 TrainConfig(**train, seed=seed, stream=model_class(arch).carries_memory))
             for arch, fields in archs(model).items() for seed in seeds]
 
 
@@ -93,14 +98,14 @@ def part(by_position, start: int, stop: int, eighths: int = 8) -> float:
 def markdown(by_arch: dict[str, list[dict]]) -> str:
     """One row per architecture, mean ± std over its seeds."""
     head = ["arch", "seeds", "params", "tokens/s", "best val loss (log)", "val loss", "bits per char", "top-1",
-            "top-5", "loss, first 1/8 of the context", "loss, second half"]
+            "top-5", "stream bits per char", "loss, first 1/8 of the context", "loss, second half"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arch, rs in by_arch.items():
         col = lambda k: [r[k] for r in rs]
         rows.append("| " + " | ".join([
             arch, str(len(rs)), f"{rs[0]['params']:,}", f"{statistics.mean(col('tokens_per_s')):,.0f}",
             mean_std(col("best_val_loss"), 3), mean_std(col("val_loss"), 3), mean_std(col("bpc"), 3),
-            mean_std(col("top1"), 3), mean_std(col("top5"), 3),
+            mean_std(col("top1"), 3), mean_std(col("top5"), 3), mean_std(col("stream_bpc"), 3),
             mean_std([part(r["by_position"], 0, 1) for r in rs], 3),
             mean_std([part(r["by_position"], 4, 8) for r in rs], 3)]) + " |")
     return "\n".join(rows)

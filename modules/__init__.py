@@ -14,7 +14,7 @@ import tools
 from config import MODEL_CONFIGS, model_class
 
 from .base import (CAPABILITIES, CAUSAL, CLASSIFIES, ENCODER_DECODER, IGNORE, STREAMS, Batch, LanguageModel,
-                   Output)
+                   Output, carried)
 from .tracing import LoggingModule, log_io, patch, scope, trace
 
 
@@ -41,5 +41,5 @@ def architectures(*capabilities: str) -> dict[str, type]:
 
 
 __all__ = ["Batch", "CAPABILITIES", "CAUSAL", "CLASSIFIES", "ENCODER_DECODER", "IGNORE", "LanguageModel",
-           "LoggingModule", "Output", "STREAMS", "architectures", "build_model", "log_io", "patch", "scope",
+           "LoggingModule", "Output", "carried", "STREAMS", "architectures", "build_model", "log_io", "patch", "scope",
            "trace", "training_bytes"]

@@ -119,6 +119,10 @@ class LanguageModel(LoggingModule):
     """
     capabilities: frozenset = frozenset({CAUSAL, CLASSIFIES})
     aux_terms: Mapping[str, str] = NO_AUX  # name -> "loss" (already in Output.loss) or "metric"
+    # Does the model carry a bounded memory from one window of a text to the next (segment-level recurrence:
+    # Transformer-XL, RMT)? A stream (`--stream true`, `evaluation.stream_scores`) hands it on from window to
+    # window; a model whose state grows with its context (a KV cache) reads each window alone.
+    carries_memory: bool = False
 
     def __init__(self, cfg):
         super().__init__()
@@ -148,6 +152,7 @@ class LanguageModel(LoggingModule):
         """A fresh streaming state (None for models that carry nothing). Encoder-decoders encode `source`
         (its `src`, `src_mask`) here, once per generation."""
         return None
+
 
     def on_step(self, progress: float) -> None:
         """Training callback, called before each optimizer step with progress = step / max_iters.
@@ -210,6 +215,20 @@ class LanguageModel(LoggingModule):
             seen.add(id(p))
             (decay if p.dim() >= 2 and not getattr(p, "no_decay", False) else no_decay).append(p)
         return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def carried(state, to=None):
+    """A copy of a streaming state (its attributes: tensors, lists of them, counts) with every tensor detached
+    from the graph that made it, and moved `to` a device if given: what one window hands the next, so that no
+    gradient flows back into the window before (truncated backpropagation at window boundaries, as
+    Transformer-XL trains) and the old graph is freed. `vars(carried(s))` is also what a checkpoint stores."""
+    def cut(v):
+        if isinstance(v, torch.Tensor):
+            return v.detach() if to is None else v.detach().to(to)
+        return type(v)(map(cut, v)) if isinstance(v, (list, tuple)) else v
+    out = object.__new__(type(state))
+    vars(out).update({k: cut(v) for k, v in vars(state).items()})
+    return out
 
 
 def no_decay(p: nn.Parameter) -> nn.Parameter:

@@ -26,6 +26,7 @@ class SegmentLM(LanguageModel):
     tokens of the current segment already seen, and `segments`, how many segments have completed) and
     `step(ids, state) -> hidden states`."""
     capabilities = frozenset({CAUSAL, STREAMS, CLASSIFIES})
+    carries_memory = True  # the state is bounded: a stream carries it from window to window
 
     @property
     def max_context(self) -> None:

@@ -73,7 +73,7 @@ def test_an_oracle_scores_1_and_a_uniform_guesser_chance():
     task = make_task("icll")
     rng = np.random.default_rng(0)
     state = rng.bit_generator.state
-    batches = [task.batch(16, rng) for _ in range(3)]
+    batches = [task.batch(16, rng, split=None) for _ in range(3)]  # any example: the draws of generate()
     rng.bit_generator.state = state
     automata = [task.generate(16, rng)[3] for _ in range(3)]  # the same draws as the batches
     for b, delta in zip(batches, automata):

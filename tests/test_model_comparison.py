@@ -143,6 +143,6 @@ def test_a_plot_path_savefig_would_fail_on_is_refused_before_any_run_is_loaded(t
             assert "Traceback" not in err and (".png" in err or "is a folder" in err)  # what would be valid
     assert not (tmp_path / "missing").exists()
     # the control: a good path passes the check, and the evaluation starts
-    monkeypatch.setattr(evaluation, "evaluate_run", lambda *a, **k: pytest.fail("evaluation reached"))
+    monkeypatch.setattr(evaluation, "stored_evaluation", lambda *a, **k: pytest.fail("evaluation reached"))
     with pytest.raises(pytest.fail.Exception, match="evaluation reached"):
         mc.main(["gpt-builtin-reference", "--eval", "--plot", str(tmp_path / "C.PDF")])

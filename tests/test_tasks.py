@@ -34,7 +34,7 @@ def test_deterministic_per_seed(name, layout):
 def test_encoder_decoder_layout_source_then_bos_and_the_answer(name):
     task = make_task(name)
     prompts, answers = (torch.from_numpy(a) for a in task.examples(4, np.random.default_rng(0)))
-    b = task.batch(4, np.random.default_rng(0), ENCODER_DECODER)
+    b = task.batch(4, np.random.default_rng(0), ENCODER_DECODER, split=None)  # any example: the draws of examples()
     assert torch.equal(b.src, prompts) and torch.equal(b.y, answers)
     assert (b.x[:, 0] == task.tokenizer.bos_id).all() and torch.equal(b.x[:, 1:], answers[:, :-1])
     assert b.n_tokens == prompts.numel() + answers.numel()
@@ -67,7 +67,7 @@ def test_classification_metrics_at_chance_and_perfect():
 def test_layout_prompt_sep_answer_with_loss_on_the_answer_only(name):
     task = make_task(name)
     prompts, answers = task.examples(4, np.random.default_rng(0))
-    b = task.batch(4, np.random.default_rng(0))
+    b = task.batch(4, np.random.default_rng(0), split=None)  # any example: the draws of examples()
     P, A = prompts.shape[1], answers.shape[1]
     assert b.x.shape == (4, task.seq_len) == (4, P + A)
     assert (b.x[:, P] == task.tokenizer.sep_id).all()

@@ -4,7 +4,7 @@ its class and one entry in TASKS.
 """
 from __future__ import annotations
 
-from .base import SYMBOLS, Task
+from .base import HELD_OUT_EVERY, SYMBOLS, Task, digests, held_out
 from .classify import Classify, DataFileError, Majority, classification_batch, classify_ids, read_table
 from .hmu import HMUHierarchical, HMUPattern, HMURandom, HMURepetitive, HMUTemporal, without_source
 from .icll import InContextLanguages, LegalBatch
@@ -51,7 +51,7 @@ def task_from_config(tcfg, block_size: int | None = None) -> Task:
 
 
 
-__all__ = ["Classify", "Copy", "DataFileError", "HMUHierarchical", "HMUPattern", "HMURandom", "HMURepetitive",
+__all__ = ["HELD_OUT_EVERY", "Classify", "Copy", "DataFileError", "HMUHierarchical", "HMUPattern", "HMURandom", "HMURepetitive",
            "HMUTemporal", "InContextLanguages", "LegalBatch", "Majority", "QuadraticEquations", "Retrieval",
            "Reverse", "SYMBOLS", "TASKS", "Task", "TextTask", "classification_batch", "classify_ids",
-           "curriculum_stages", "make_task", "read_table", "task_from_config", "without_source"]
+           "curriculum_stages", "digests", "held_out", "make_task", "read_table", "task_from_config", "without_source"]

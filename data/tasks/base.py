@@ -8,6 +8,8 @@ copy, reverse, associative retrieval, quadratic equations), `icll` (in-context l
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -17,6 +19,33 @@ from ..batch import DECODER, ENCODER_DECODER, IGNORE, Batch
 
 SYMBOLS = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
+# --- held-out examples: one in ten, by a hash of the example, never trained on ----------------------
+HELD_OUT_EVERY = 10
+SPLITS = ("train", "val", None)  # None: any example (the sampler of runs saved before held-out examples)
+
+
+def digests(keys) -> np.ndarray:
+    """(n,) uint64: a hash of each example's key (a sequence of ints: its tokens); blake2b, not Python's hash(),
+    which changes from one process to the next."""
+    digest = lambda k: hashlib.blake2b(np.asarray(k, dtype=np.int64).tobytes(), digest_size=8).digest()
+    return np.array([int.from_bytes(digest(k), "little") for k in keys], dtype=np.uint64)
+
+
+def held_out(keys) -> np.ndarray:
+    """(n,) bool: which examples are held out. An example is held out when the hash of its key is a multiple
+    of HELD_OUT_EVERY, so the partition depends on the example alone, never on a seed or on which run draws
+    it: a training sampler that rejects held-out examples can draw none of the examples validation and
+    evaluation read, however many it draws, whatever its seed."""
+    return digests(keys) % HELD_OUT_EVERY == 0
+
+
+def take(part, keep: np.ndarray):
+    """The rows of `part` (an array, or a list) where `keep` is True."""
+    return part[keep] if isinstance(part, np.ndarray) else [x for x, k in zip(part, keep) if k]
+
+
+def join(a, b):
+    return np.concatenate([a, b]) if isinstance(a, np.ndarray) else a + b
 
 
 class Task:
@@ -29,7 +58,13 @@ class Task:
 
     A task makes examples and the reference answers, and turns a model's answers into its metrics
     (`answer_metrics`); running the model to get those answers is evaluation.py's (`task_scores`, by the
-    task's `scoring`)."""
+    task's `scoring`).
+
+    Held out: one example in ten, chosen by a hash of the example (`held_out`), is for validation and
+    evaluation only. `draw(n, rng, split)` samples with rejection: split "train" never returns a held-out
+    example, "val" returns nothing else, so no training run can draw an example it is evaluated on (a small
+    example space, like hmu_hierarchical's, is split the same way: a tenth of its distinct examples).
+    split None is the sampler of runs saved before this existed (TrainConfig.heldout false)."""
     name = "task"
     scoring = "answers"  # what evaluation.task_scores measures: greedy answers (see `answer_metrics`)
     layouts = (DECODER, ENCODER_DECODER)  # the batch layouts it makes (every task here makes both)
@@ -57,10 +92,44 @@ class Task:
         """(prompts (n, P), answers (n, A)) as token ids."""
         raise NotImplementedError
 
-    def batch(self, batch_size: int, rng: np.random.Generator, layout: str = DECODER) -> Batch:
+    def sample(self, n: int, rng: np.random.Generator) -> tuple:
+        """n examples as a tuple of parts, one row per example in each (`examples`, unless a task keeps more
+        of an example, like in-context language learning's legal letters)."""
+        return self.examples(n, rng)
+
+    def keys(self, parts: tuple) -> list:
+        """What identifies each example of `parts`, as a sequence of ints: its prompt and answer tokens."""
+        prompts, answers = parts[:2]
+        return [np.concatenate([p, a]) for p, a in zip(prompts, answers)]
+
+    def draw(self, n: int, rng: np.random.Generator, split: str | None = "train", exclude=None) -> tuple:
+        """n examples (`sample`'s parts) of `split`: "train" never held out, "val" only held out (`held_out`),
+        None any example; none whose digest (`digests`) is in `exclude` (a run's training draws, for runs
+        saved before held-out examples). Rejection sampling: "train" costs about 1/0.9 of the draws, "val"
+        about 10 times."""
+        if split not in SPLITS:
+            raise ValueError(f"split = {split!r} is not valid; choose one of {SPLITS}")
+        if split is None and exclude is None:
+            return self.sample(n, rng)
+        parts, tries = None, 0
+        while parts is None or len(parts[0]) < n:
+            more, tries = self.sample(n, rng), tries + 1
+            d = digests(self.keys(more))
+            keep = np.ones(len(d), dtype=bool) if split is None else (d % HELD_OUT_EVERY == 0) == (split == "val")
+            if exclude is not None:
+                keep &= ~np.isin(d, exclude)
+            parts = tuple(take(q, keep) if parts is None else join(p, take(q, keep))
+                          for p, q in zip(parts or more, more))
+            if tries == 1000 and len(parts[0]) < n:
+                raise ValueError(f"task {self.name!r}: {len(parts[0])} examples of split {split!r} in 1,000 draws "
+                                 f"of {n}: nearly every one is excluded (drawn in training)")
+        return tuple(p[:n] for p in parts)
+
+    def batch(self, batch_size: int, rng: np.random.Generator, layout: str = DECODER,
+              split: str | None = "train", exclude=None) -> Batch:
         """Decoder: x = prompt <sep> answer[:-1]; y = the next token, IGNORE except at answer positions.
-        Encoder-decoder: src = prompt; x = <bos> answer[:-1]; y = answer."""
-        prompts, answers = self.examples(batch_size, rng)
+        Encoder-decoder: src = prompt; x = <bos> answer[:-1]; y = answer. `split`, `exclude`: see `draw`."""
+        prompts, answers = self.draw(batch_size, rng, split, exclude)
         prompts, answers = (torch.from_numpy(a.astype(np.int64)) for a in (prompts, answers))
         if layout == ENCODER_DECODER:
             bos = torch.full((batch_size, 1), self.tokenizer.bos_id)
@@ -71,9 +140,12 @@ class Task:
         y[:, :prompts.shape[1]] = IGNORE  # targets up to and including <sep> carry no loss
         return Batch(x, y)
 
-    def val_batches(self, n: int, batch_size: int, seed: int, layout: str = DECODER) -> list[Batch]:
+    def val_batches(self, n: int, batch_size: int, seed: int, layout: str = DECODER,
+                    split: str | None = "val", exclude=None) -> list[Batch]:
+        """n seeded batches of held-out examples (split None: of any, as runs saved before held-out
+        examples validated; `exclude`: see `draw`)."""
         rng = np.random.default_rng(seed)
-        return [self.batch(batch_size, rng, layout) for _ in range(n)]
+        return [self.batch(batch_size, rng, layout, split, exclude) for _ in range(n)]
 
     size_field = ""  # the constructor argument that sets how long an example is, for tasks that can shrink
 

@@ -62,8 +62,15 @@ class Majority(Task):
             labels.append(label)
         return rows, labels
 
-    def batch(self, batch_size, rng, layout=DECODER):
-        rows, labels = self.texts(batch_size, rng)
+    def sample(self, n, rng):
+        return self.texts(n, rng)
+
+    def keys(self, parts):
+        """An example is its tokens and its label."""
+        return [row + [label] for row, label in zip(*parts)]
+
+    def batch(self, batch_size, rng, layout=DECODER, split="train", exclude=None):
+        rows, labels = self.draw(batch_size, rng, split, exclude)
         return classification_batch(rows, self.tokenizer.pad_id, labels, layout)
 
     @property
@@ -208,16 +215,21 @@ class Classify(Majority):
         return (f"classify: {sum(cut):,} of {total:,} examples cut to {why} = {self.task_len} tokens ({cut[0]:,} "
                 f"training, {cut[1]:,} validation; the longest has {longest}): raise {fix} to keep them whole")
 
+    def draw(self, n, rng, split="train", exclude=None):
+        """From a file: training rows only, whatever the split (its held-out examples are the validation rows,
+        which `val_batches` reads in order); the built-in task: held out by hash (`Task.draw`)."""
+        return super().draw(n, rng, split, exclude) if self.path is None else self.texts(n, rng)
+
     def texts(self, n, rng):
         if self.path is None:
             return super().texts(n, rng)
         pick = rng.integers(0, len(self.train_rows), size=n)
         return [self.train_rows[i] for i in pick], [self.train_labels[i] for i in pick]
 
-    def val_batches(self, n, batch_size, seed, layout=DECODER):
-        """The built-in task: n seeded batches; a file: every validation row, in order."""
+    def val_batches(self, n, batch_size, seed, layout=DECODER, split="val", exclude=None):
+        """The built-in task: n seeded batches of held-out examples; a file: every validation row, in order."""
         if self.path is None:
-            return super().val_batches(n, batch_size, seed, layout)
+            return super().val_batches(n, batch_size, seed, layout, split, exclude)
         return [classification_batch(self.val_rows[i:i + batch_size], self.tokenizer.pad_id,
                                      self.val_labels[i:i + batch_size], layout)
                 for i in range(0, len(self.val_rows), batch_size)]

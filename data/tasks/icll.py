@@ -101,8 +101,12 @@ class InContextLanguages(Task):
     def examples(self, n, rng):
         return self.generate(n, rng)[:2]
 
-    def batch(self, batch_size, rng, layout=DECODER) -> LegalBatch:
-        prompts, answers, legal, _ = self.generate(batch_size, rng)
+    def sample(self, n, rng):
+        """Examples with their legal letters and automata (held out by their prompt and answer, `Task.keys`)."""
+        return self.generate(n, rng)
+
+    def batch(self, batch_size, rng, layout=DECODER, split="train", exclude=None) -> LegalBatch:
+        prompts, answers, legal, _ = self.draw(batch_size, rng, split, exclude)
         prompts, answers = (torch.from_numpy(a.astype(np.int64)) for a in (prompts, answers))
         legal = torch.from_numpy(legal)
         if layout == ENCODER_DECODER:
