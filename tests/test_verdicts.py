@@ -9,7 +9,7 @@ import pytest
 
 import tools
 from evaluation import MARGINS, T_975, judge, margin_for, t_critical, t_interval
-from experiments import margins
+from experiments import margins, reproduce
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,6 +141,13 @@ def test_a_metric_without_a_margin_is_refused_by_name():
     assert margin_for("bpc") == MARGINS["bpc"]
     with pytest.raises(ValueError, match=r"'top1'.*known: bpc, stream_bpc"):
         margin_for("top1")
+
+
+def test_every_comparison_has_a_margin_and_every_margin_its_reason_on_the_page():
+    assert {c.metric for claim in reproduce.CLAIMS for c in claim.comparisons} <= MARGINS.keys()
+    assert sorted(m for metrics in reproduce.MARGIN_REASONS for m in metrics) == sorted(MARGINS)
+    text = "\n".join(reproduce.rule())
+    assert all(f"`{m}` {MARGINS[m]:.3f}" in text for m in MARGINS)
 
 
 SPREAD = ROOT / "trained" / "spread" / "reference"
