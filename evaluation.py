@@ -13,6 +13,8 @@ yardstick runs are compared on, and the scores an experiment stores in a run fol
   losses are not comparable; characters are), top-1/top-5 accuracy; a task run, its task's metrics on seeded
   examples. `loss_by_position`: does more context help?
 - `stored_evaluation(folder)`: those scores computed once per weights and kept in the folder.
+- `judge(a, b, lower_is_better, margin, claim)`: the verdict on a claim against its baseline, paired by seed:
+  the mean difference and its 95% t-interval (`t_interval`) against the metric's margin (`MARGINS`).
 
 Data makes the batches and turns answers into metrics (`data.tasks`, `data.metrics`); this module runs the
 model to get the answers. See docs/design.md#data-and-tasks.
@@ -305,3 +307,127 @@ def stored_evaluation(folder: Path, device: str = "cpu", loaded: tuple | None = 
                   best_val_loss=min(r["val_loss"] for r in log), weights=weights, version=EVALUATION_VERSION)
     tools.save_json(path, scores)
     return scores
+
+
+# --- verdicts: a claim against its baseline, paired by seed ---------------------------------------
+from dataclasses import dataclass  # noqa: E402  (this section is appended; the rest of the file needs no more)
+
+# Two-sided 95% critical values of Student's t (the 0.975 quantile) for 1..30 degrees of freedom.
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+         2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+Z_975 = 1.959964  # the normal's 0.975 quantile, the limit of T_975
+
+
+def t_critical(df: int) -> float:
+    """The two-sided 95% critical value of Student's t with `df` degrees of freedom: the table T_975 up to 30;
+    beyond, the Cornish-Fisher expansion z + (z^3 + z)/(4 df) + (5z^5 + 16z^3 + 3z)/(96 df^2) around the
+    normal's z, whose error there is below 1e-4 (tests/test_verdicts.py checks both against the t density
+    integrated numerically). Not the normal's 1.96 alone: at 31 df that is 0.08 too narrow."""
+    if df < 1:
+        raise ValueError(f"t_critical needs at least 1 degree of freedom, got {df}")
+    if df <= len(T_975):
+        return T_975[df - 1]
+    z = Z_975
+    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+
+
+def t_interval(diffs: list[float]) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of the paired differences and its 95% t-interval, mean ± t * sd / sqrt(n)
+    with the sample standard deviation sd and n - 1 degrees of freedom (n >= 2)."""
+    n = len(diffs)
+    if n < 2:
+        raise ValueError(f"a t-interval needs at least 2 differences, got {n}")
+    mean = math.fsum(diffs) / n
+    sd = math.sqrt(math.fsum((d - mean) ** 2 for d in diffs) / (n - 1))
+    half = t_critical(n - 1) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+# metric -> margin: the smallest difference between two architectures a verdict calls one (judge below).
+MARGINS: dict[str, float] = {
+    # bits per character, lower is better: the sample standard deviation of the GPT baseline's bpc over 5 spare
+    # seeds (10..14) no comparison uses (python experiments/margins.py; runs in trained/spread/reference/):
+    # a difference smaller than one architecture's own spread over seeds is not a difference between two.
+    # Measured 2026-12-07: 2.231, 2.158, 2.201, 2.192, 2.226 over seeds 10..14, sample standard deviation 0.0291.
+    "bpc": 0.029,
+    # the same number until stream evaluation exists; to be re-measured then by experiments/margins.py
+    "stream_bpc": 0.029,
+    # accuracies (fractions, higher is better): two points of accuracy. The evaluation's own noise is smaller
+    # for most task metrics: the binomial standard error of a per-token accuracy over N scored tokens is at most
+    # 0.5 / sqrt(N), with the stored evaluation's 128 examples (evaluate_run: 8 batches of 16) 0.011 on copy
+    # (16 answer tokens an example), 0.016 on reverse (8), 0.013 on hmu_hierarchical (12), 0.004 on icll
+    # (12,619 scored letters), but 0.044 on retrieval and on whole answers (one score an example), where the margin
+    # is below it. The seed-to-seed spread of task runs, which is large, is carried by the t-interval, not here.
+    "val_acc": 0.02,
+    "val_exact": 0.02,
+    "val_legal": 0.02,
+}
+
+
+def margin_for(metric: str) -> float:
+    """MARGINS[metric], or a ValueError naming the metric and the known ones (a comparison on a metric without
+    a margin fixed in advance has no verdict)."""
+    if metric not in MARGINS:
+        raise ValueError(f"no margin fixed for metric {metric!r}; known: {', '.join(MARGINS)} (evaluation.MARGINS)")
+    return MARGINS[metric]
+
+
+@dataclass
+class Verdict:
+    """What judge() says of a claim: the word on the page and the numbers behind it."""
+    outcome: str     # the word on the page
+    claim: str       # "better" or "matches"
+    mean: float      # mean paired difference in the claim's direction: positive = the claimed winner is ahead
+    low: float       # the 95% t-interval of that mean (nan with one seed)
+    high: float
+    margin: float
+    seeds: int
+    ahead: int       # seeds on which the claimed winner is ahead
+
+
+CLAIM_KINDS = ("better", "matches")
+
+
+def judge(a: list[float], b: list[float], lower_is_better: bool, margin: float, claim: str = "better") -> Verdict:
+    """The verdict on "a is better than b" (claim "better") or "a matches b" (claim "matches"), from a = the
+    claimed winner's scores and b = the baseline's, paired by seed (same index, same seed: the same batches in the
+    same order, so a seed's difference cancels what the two runs share). The gains are
+    g_i = b_i - a_i when lower is better, a_i - b_i when higher is: positive = the claimed winner is ahead.
+
+    Better: "reproduced" when ahead on every seed and the mean gain is beyond the margin (mean > margin);
+    "not reproduced: behind" when behind on every seed and the mean is beyond the margin the other way;
+    "not reproduced: no difference" when the whole 95% interval lies within ±margin; otherwise "inconclusive".
+    Matches: "reproduced" when the interval lies within ±margin and the claimed winner is not behind on every
+    seed ("not reproduced: behind on every seed" when it is); "not reproduced: ahead (better than a match)" or
+    "not reproduced: behind" when it is ahead (behind) on every seed with the mean beyond the margin; otherwise
+    "inconclusive". Within is inclusive (|x| <= margin), beyond is strict. Behind on every seed is never
+    "reproduced". One seed: "one seed: not judged".
+
+    Why a t-interval: three seeds are few, and the t-interval of their mean is wide when they disagree, so
+    agreeing seeds are needed to call a difference absent. Why a margin: a difference smaller than the spread
+    of one architecture over seeds, or than the evaluation's own noise, is not one to report (MARGINS says how
+    each was fixed)."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"judge needs paired scores, one per seed on each side: got {len(a)} and {len(b)}")
+    if claim not in CLAIM_KINDS:
+        raise ValueError(f"claim must be one of {CLAIM_KINDS}, got {claim!r}")
+    gains = [(y - x) if lower_is_better else (x - y) for x, y in zip(a, b)]
+    n, ahead = len(gains), sum(g > 0 for g in gains)
+    if n == 1:
+        return Verdict("one seed: not judged", claim, gains[0], math.nan, math.nan, margin, 1, ahead)
+    mean, low, high = t_interval(gains)
+    every_ahead, every_behind = ahead == n, all(g < 0 for g in gains)
+    within = -margin <= low and high <= margin
+    if claim == "better":
+        outcome = ("reproduced" if every_ahead and mean > margin
+                   else "not reproduced: behind" if every_behind and mean < -margin
+                   else "not reproduced: no difference" if within
+                   else "inconclusive")
+    else:
+        outcome = ("not reproduced: behind on every seed" if within and every_behind
+                   else "reproduced" if within
+                   else "not reproduced: ahead (better than a match)" if every_ahead and mean > margin
+                   else "not reproduced: behind" if every_behind and mean < -margin
+                   else "inconclusive")
+    return Verdict(outcome, claim, mean, low, high, margin, n, ahead)

@@ -26,6 +26,11 @@ def trained(tmp_path, monkeypatch):
 
 
 # --- one command, end to end ------------------------------------------------------------------------
+# every word evaluation.judge can write (the rule itself: tests/test_verdicts.py)
+OUTCOMES = {"reproduced", "not reproduced: behind", "not reproduced: no difference", "inconclusive",
+            "not reproduced: behind on every seed", "not reproduced: ahead (better than a match)"}
+
+
 def test_quick_reproduction_writes_a_page_with_a_verdict_for_every_comparison(trained):
     assert reproduce.main(["--quick"]) == 0
     page = (trained / "quick" / "RESULTS.md").read_text()
@@ -34,9 +39,11 @@ def test_quick_reproduction_writes_a_page_with_a_verdict_for_every_comparison(tr
         assert (trained / "quick" / "figures" / f"{claim.key}.png").stat().st_size > 1000
         for c in claim.comparisons:
             row = next(l for l in page.splitlines() if l.startswith(f"| {c.label} |"))
-            assert re.fullmatch(r"(reproduced|mixed|not reproduced)( \((ahead|behind) on every seed\))?",
-                                row.rstrip(" |").rsplit("| ", 1)[1])
+            assert row.rstrip(" |").rsplit("| ", 1)[1] in OUTCOMES
     assert "Not run yet" not in page
+    # each claim opens with its scale, from the folders; the preamble states the rule and every margin
+    assert page.count("**Scale.** Ours: ") == len(reproduce.CLAIMS) and "Ours: not run yet" not in page
+    assert "**The verdict**" in page and all(f"`{m}` {v:.3f}" in page for m, v in evaluation.MARGINS.items())
     # every run of every claim finished and carries its stored evaluation
     names = {s.name for c in reproduce.CLAIMS for s in c.runs(True)}
     assert all(runs.run_status(trained / "quick" / n) == "finished" for n in names)
@@ -51,17 +58,17 @@ def test_a_claim_not_trained_yet_is_listed_with_its_command(trained):
     assert "python experiments/reproduce.py --quick --claims hilt" in text
 
 
-def test_verdicts_follow_the_rule_of_the_docstring():
-    lower = reproduce.Comparison("x", "a", "b", "bpc", True, "")
-    assert reproduce.verdict(lower, [1.0, 1.1], [1.2, 1.3]) == "reproduced"
-    assert reproduce.verdict(lower, [1.0, 1.4], [1.2, 1.3]) == "mixed"           # better on average only
-    assert reproduce.verdict(lower, [1.3, 1.4], [1.2, 1.3]) == "not reproduced"
-    higher = reproduce.Comparison("x", "a", "b", "acc", False, "")
-    assert reproduce.verdict(higher, [0.9, 0.8], [0.5, 0.6]) == "reproduced"
-    same = reproduce.Comparison("x", "a", "b", "bpc", True, "", matches=True)
-    assert reproduce.verdict(same, [2.02, 1.99], [2.0, 2.0]) == "reproduced"   # within 2%
-    assert reproduce.verdict(same, [2.02, 2.03], [2.0, 2.0]) == "reproduced (behind on every seed)"
-    assert reproduce.verdict(same, [2.1, 2.1], [2.0, 2.0]) == "not reproduced (behind on every seed)"
+def test_shipped_one_seed_runs_are_reported_not_judged_until_the_seeds_are_trained():
+    claim = next(c for c in reproduce.CLAIMS if c.key == "rmt_retrieval")
+    text, seconds, verdicts = reproduce.claim_section(claim, False, reproduce.FIGURES, ROOT, draw=False)
+    if "**Not run yet**" not in text:
+        pytest.skip("the reproduction's retrieval runs are all trained: the claim is judged on its seeds")
+    assert "--claims rmt_retrieval" in text and f"seed {reproduce.rmt_figure4.SEED}" in text and not seconds
+    assert len(verdicts) == len(claim.comparisons)
+    assert all(v.endswith("**one seed: not judged**") for v in verdicts)
+    for c in claim.comparisons:
+        row = next(l for l in text.splitlines() if l.startswith(f"| {c.label} |"))
+        assert row.endswith("| 1 | one seed: not judged |") and "(one seed)" in row
 
 
 # --- an interrupted list resumes --------------------------------------------------------------------
