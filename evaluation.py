@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -310,7 +311,6 @@ def stored_evaluation(folder: Path, device: str = "cpu", loaded: tuple | None = 
 
 
 # --- verdicts: a claim against its baseline, paired by seed ---------------------------------------
-from dataclasses import dataclass  # noqa: E402  (this section is appended; the rest of the file needs no more)
 
 # Two-sided 95% critical values of Student's t (the 0.975 quantile) for 1..30 degrees of freedom.
 T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,

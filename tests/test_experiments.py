@@ -191,7 +191,7 @@ def test_a_folder_holding_a_run_of_other_configs_is_refused_before_anything_trai
 
 def test_every_shipped_experiment_run_is_finished_and_evaluated():
     collections = runs.shipped_collections()
-    assert {c.name for c in collections} == {"reference", "reproduce"}
+    assert {c.name for c in collections} == {"reference", "reproduce", "spread"}
     folders = [p.parent for c in collections for p in c.rglob("model_config.json")]
     assert len(folders) >= 18
     for run in folders:
