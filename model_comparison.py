@@ -94,19 +94,24 @@ def load_runs(paths=None, include_unfinished: bool = False) -> list[Run]:
 
 # --- evaluation on the same validation windows ------------------------------------------------------
 # --- tables and plots -------------------------------------------------------------------------------
-def markdown_table(runs: list[Run], digits: int = 3) -> str:
+def markdown_table(runs: list[Run], digits: int = 3, stored: bool = False) -> str:
     """One row per run: architecture, size, data or task, how long, final and best validation loss, and
     for task runs the final greedy answer accuracy (per token and whole answer), or for icll the rate of
-    legal greedy next tokens."""
+    legal greedy next tokens, as its log has them. `stored`: the scores of each run's evaluation.json instead
+    (`evaluation.stored_evaluation`, on held-out data): bits per character on random windows and read as a
+    stream for a corpus run, the task's metrics on 512 held-out examples for a task run."""
+    scored = ("bpc", "stream_bpc", "val_acc", "val_exact", "val_legal") if stored else ("val_acc", "val_exact",
+                                                                                       "val_legal")
     head = ["run", "arch", "params", "data", "tokenizer", "steps", "tokens", "train s", "final val loss",
-            "best val loss", "val acc", "val exact", "val legal"]
+            "best val loss", *(k.replace("_", " ") + (" (held out)" if stored else "") for k in scored)]
     fmt = lambda v: "" if v is None else f"{v:.{digits}f}"
     rows = []
     for r in runs:
+        score = evaluation.stored_evaluation(r.path).get if stored else r.last
         rows.append([r.name, r.model_cfg.arch, f"{r.params:,}", r.train_cfg.task or r.train_cfg.data,
                      r.model_cfg.tokenizer, f"{r.last('step'):.0f}", f"{r.last('tokens'):,.0f}",
                      f"{r.last('elapsed_s'):.0f}", fmt(r.last("val_loss")), fmt(r.best("val_loss")),
-                     fmt(r.last("val_acc")), fmt(r.last("val_exact")), fmt(r.last("val_legal"))])
+                     *(fmt(score(k)) for k in scored)])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
@@ -262,7 +267,7 @@ def main(argv=None) -> int:
     table = markdown_table(runs)
     print(table)
     if a.readme:
-        table = markdown_table(load_runs(shipped_runs()))
+        table = markdown_table(load_runs(shipped_runs()), stored=True)
         tools.atomic_write_text(README, readme_with_results(README.read_text(encoding="utf-8"), table))
         print(f"wrote the table into {README}")
     if a.eval:

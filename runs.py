@@ -9,7 +9,7 @@ A run folder (`trained/<run>/`, or any --out) holds:
     checkpoint.pt                          everything a resume needs (weights, optimizer, step, RNGs, ...)
     log.csv                                one row per evaluation (`LOG_COLUMNS`, then the task's, then aux)
     summary.json, README.md                what the run is (from its start: the tokenizer's hash); its figures
-    evaluation.json                        scores on fixed data, written by evaluation, kept as a cache
+    evaluation.json                        scores on held-out data (evaluation.stored_evaluation), kept
     training.lock                          present while a process writes the folder
 
 Its life, as `RunFolder` walks it (train.Trainer calls these; nothing here calls the Trainer):

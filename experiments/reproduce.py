@@ -8,7 +8,7 @@
 The runs of every claim are trained one after the other under one progress bar (steps done over the whole
 list, time left), into run folders under trained/ (`--quick`: trained/quick/); a reproduction that was
 interrupted resumes where it stopped, and finished runs are never retrained (experiments/runner.py).
-After training, each run's scores on fixed data are stored in its folder (evaluation.json), and the page is
+After training, each run's scores on held-out data are stored in its folder (evaluation.json), and the page is
 written from those files only: RESULTS.md (figures in experiments/figures/); `--quick` writes
 trained/quick/RESULTS.md. A claim whose runs are not all finished is listed as not run yet, with the
 command that runs it (and, where one-seed runs of it ship in trained/, their numbers, not judged).
@@ -194,14 +194,19 @@ CLAIMS = [
     Claim("hourglass", "Hourglass beats a Transformer at the same compute",
           "Nawrot et al. 2021, arXiv 2110.13711", hourglass_runs,
           [Comparison("built-in corpus: Hourglass 1@1 4@2 1@1 vs GPT 4 layers, bits per character",
-                      "hourglass-equal-compute", "gpt", "bpc", True, "better bpc at equal compute (enwik8, ImageNet32)")],
+                      "hourglass-equal-compute", "gpt", "bpc", True, "better bpc at equal compute (enwik8, ImageNet32)"),
+           Comparison("stream: Hourglass 1@1 4@2 1@1 vs GPT 4 layers, bits per character of the validation "
+                      "text read in order", "hourglass-equal-compute", "gpt", "stream_bpc", True,
+                      "(the paper reads each window alone)")],
           "enwik8 (character-level language modelling) and ImageNet32/64 generation, Hourglass against a Transformer "
           "baseline at the same compute (its abstract); parameters, context, tokens seen and seeds not stated here"),
     Claim("hilt", "HILT's inter-layer transformers potentially improve generalisation (its README's word; no "
           "number published)", "the HILT README (code unpublished)",
           lambda quick: reference_runs(quick, {"gpt", "hilt"}),
           [Comparison("built-in corpus: HILT vs GPT of equal parameters, held-out bits per character", "hilt", "gpt",
-                      "bpc", True, "\"potentially\" better generalisation (no number published)")],
+                      "bpc", True, "\"potentially\" better generalisation (no number published)"),
+           Comparison("stream: HILT vs GPT, bits per character of the validation text read in order", "hilt", "gpt",
+                      "stream_bpc", True, "(no number published)")],
           "no experiment published; the README's inter-layer transformer defaults: width 128, 2 heads, 2 layers "
           "(docs/architectures/hilt.md); the main model's size and data not stated here",
           note="The comparison is ours, not the README's: held-out bits per character against a GPT of equal "
@@ -211,7 +216,9 @@ CLAIMS = [
           [Comparison("icll: legal greedy next tokens", "mm-icll", "gpt-icll", "val_legal", False,
                       "better in context (in-context language learning: RegBench)"),
            Comparison("built-in corpus: bits per character (matches: within the margin)", "memory_mosaics", "gpt",
-                      "bpc", True, "matches a GPT", claim="matches")],
+                      "bpc", True, "matches a GPT", claim="matches"),
+           Comparison("stream: bits per character of the validation text read in order (matches: within the "
+                      "margin)", "memory_mosaics", "gpt", "stream_bpc", True, "matches a GPT", claim="matches")],
           "BabiStories, 474,704,907 GPT-2 tokens of training text in 2.2M stories (its Table 1), on 64 V100 GPUs; "
           "in context, RegBench. The authors' code reproduces its BabiStories results at batch 512 "
           "(facebookresearch/MemoryMosaics, Library/README.md). Parameters, context and seeds not stated here"),
@@ -411,12 +418,13 @@ MARGIN_REASONS = {
     ("bpc", "stream_bpc"): "bits per character, lower is better: the sample standard deviation of the GPT "
     "baseline's bits per character over 5 spare seeds (10 to 14) that no comparison uses, trained with the reference "
     "configs (`python experiments/margins.py`): a difference smaller than one architecture's own spread over seeds "
-    "is not a difference between two; stream_bpc takes the same number until stream evaluation exists",
+    "is not a difference between two; stream_bpc the same spread of the same runs' bits per character on the "
+    "validation text read in order",
     ("val_acc", "val_exact", "val_legal"): "accuracies, higher is better: two points of accuracy, above the "
     "evaluation's own noise on most tasks (the binomial standard error of a per-token accuracy over the stored "
-    "evaluation's 128 examples is at most 0.016 on copy, reverse, hmu_hierarchical and icll) but not on retrieval "
-    "or whole answers (at most 0.044: one score an example); the seed-to-seed spread of task runs, which is large, "
-    "is carried by the t-interval, not by the margin",
+    "evaluation's 512 held-out examples is at most 0.008 on copy, reverse, hmu_hierarchical and icll) and about "
+    "one standard error on retrieval and whole answers (at most 0.022: one score an example); the seed-to-seed "
+    "spread of task runs, which is large, is carried by the t-interval, not by the margin",
 }
 
 
@@ -451,8 +459,8 @@ def page(quick: bool, draw: bool = True) -> str:
         "# Paper claims, reproduced at CPU scale" + (" (--quick: tiny models, a smoke run, not results)" if quick else ""),
         "",
         "Written by `python experiments/reproduce.py" + (" --quick" if quick else "") + "` from the run folders "
-        "(each run's scores on fixed data are kept in its evaluation.json); a test fails when this page and "
-        "the folders disagree. Every comparison is at an equal budget, paired by seed (the same data order).",
+        "(each run's scores on held-out data are kept in its evaluation.json, by evaluation.stored_evaluation); a "
+        "test fails when this page and the folders disagree. Every comparison is at an equal budget, paired by seed (the same data order).",
         "", *rule(), "",
         f"Training time of the {len(seconds)} finished runs, summed: {hours} h {minutes} min on one thread of a "
         "2-core machine that other jobs shared (run one after the other, the full reproduction's wall time is this "

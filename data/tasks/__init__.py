@@ -51,7 +51,7 @@ def task_from_config(tcfg, block_size: int | None = None) -> Task:
 
 
 
-__all__ = ["HELD_OUT_EVERY", "Classify", "Copy", "DataFileError", "HMUHierarchical", "HMUPattern", "HMURandom", "HMURepetitive",
-           "HMUTemporal", "InContextLanguages", "LegalBatch", "Majority", "QuadraticEquations", "Retrieval",
-           "Reverse", "SYMBOLS", "TASKS", "Task", "TextTask", "classification_batch", "classify_ids",
+__all__ = ["Classify", "Copy", "DataFileError", "HELD_OUT_EVERY", "HMUHierarchical", "HMUPattern", "HMURandom",
+           "HMURepetitive", "HMUTemporal", "InContextLanguages", "LegalBatch", "Majority", "QuadraticEquations",
+           "Retrieval", "Reverse", "SYMBOLS", "TASKS", "Task", "TextTask", "classification_batch", "classify_ids",
            "curriculum_stages", "digests", "held_out", "make_task", "read_table", "task_from_config", "without_source"]
