@@ -75,8 +75,9 @@ def test_runs_saved_before_held_out_examples_keep_their_sampler():
     old = task.sample(200, np.random.default_rng(3))
     assert all(np.array_equal(a, b) for a, b in zip(task.draw(200, np.random.default_rng(3), None), old))
     assert held_out(task.keys(old)).any()
-    saved = {f: v for f, v in TrainConfig().to_dict().items() if f not in ("heldout", "stream")}
+    saved = {f: v for f, v in TrainConfig(task="copy").to_dict().items() if f not in ("heldout", "stream")}
     assert TrainConfig.from_dict(saved, saved=True).heldout is False
+    assert TrainConfig(heldout=False).heldout is True  # a corpus's validation split is always held out
 
 
 def test_evaluation_of_a_run_saved_before_never_reads_an_example_its_training_drew(tmp_path):
