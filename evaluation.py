@@ -276,9 +276,9 @@ def stored_evaluation(folder: Path, device: str = "cpu", loaded: tuple | None = 
     validation batches, drawn with the run's seed); computed once and kept in folder/evaluation.json with
     the hash of the weights they were computed from (recomputed when the weights change, or when this
     function stores more). What experiments and `python model_comparison.py --eval` read their tables and
-    verdicts from; `loaded`: the run's (model, cfgs, tokenizer) on `device`, if already loaded. A task run saved before
-    held-out examples existed is evaluated on held-out examples its training did not draw (replayed,
-    `training_digests`), and `drawn_in_training` says how many of the plain held-out set it had drawn."""
+    verdicts from; `loaded`: the run's (model, cfgs, tokenizer) on `device`, if already loaded. A task run
+    saved before held-out examples existed is evaluated on held-out examples its training did not draw
+    (replayed, `training_digests`), and `drawn_in_training` says how many of the plain held-out set it drew."""
     folder = Path(folder)
     path, weights = folder / "evaluation.json", tools.sha256_of(folder / "model.pt")[:16]
     stored = tools.load_json(path) if path.exists() else {}

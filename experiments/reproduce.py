@@ -194,7 +194,8 @@ CLAIMS = [
     Claim("hourglass", "Hourglass beats a Transformer at the same compute",
           "Nawrot et al. 2021, arXiv 2110.13711", hourglass_runs,
           [Comparison("built-in corpus: Hourglass 1@1 4@2 1@1 vs GPT 4 layers, bits per character",
-                      "hourglass-equal-compute", "gpt", "bpc", True, "better bpc at equal compute (enwik8, ImageNet32)"),
+                      "hourglass-equal-compute", "gpt", "bpc", True,
+                      "better bpc at equal compute (enwik8, ImageNet32)"),
            Comparison("stream: Hourglass 1@1 4@2 1@1 vs GPT 4 layers, bits per character of the validation "
                       "text read in order", "hourglass-equal-compute", "gpt", "stream_bpc", True,
                       "(the paper reads each window alone)")],
@@ -330,7 +331,8 @@ def comparisons(claim: Claim, sides: Sides, scores: dict[Path, dict]) -> tuple[l
         a, b = sides[c.better], sides[c.baseline]
         seeds = sorted(a.keys() & b.keys())
         va, vb = [scores[a[s]][c.metric] for s in seeds], [scores[b[s]][c.metric] for s in seeds]
-        rows.append({"label": c.label, "better": c.better, "baseline": c.baseline, "metric": c.metric, "a": va, "b": vb})
+        rows.append({"label": c.label, "better": c.better, "baseline": c.baseline, "metric": c.metric,
+                     "a": va, "b": vb})
         v = judge(va, vb, c.lower_is_better, margin_for(c.metric), c.claim)
         verdicts.append(f"{c.label.split(',')[0]}: **{v.outcome}**")
         lines.append(f"| {c.label} | {c.paper} | {c.better} {spread(va)} | {c.baseline} {spread(vb)} "
@@ -460,7 +462,8 @@ def page(quick: bool, draw: bool = True) -> str:
         "",
         "Written by `python experiments/reproduce.py" + (" --quick" if quick else "") + "` from the run folders "
         "(each run's scores on held-out data are kept in its evaluation.json, by evaluation.stored_evaluation); a "
-        "test fails when this page and the folders disagree. Every comparison is at an equal budget, paired by seed (the same data order).",
+        "test fails when this page and the folders disagree. Every comparison is at an equal budget, paired by "
+        "seed (the same data order).",
         "", *rule(), "",
         f"Training time of the {len(seconds)} finished runs, summed: {hours} h {minutes} min on one thread of a "
         "2-core machine that other jobs shared (run one after the other, the full reproduction's wall time is this "

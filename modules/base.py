@@ -153,7 +153,6 @@ class LanguageModel(LoggingModule):
         (its `src`, `src_mask`) here, once per generation."""
         return None
 
-
     def on_step(self, progress: float) -> None:
         """Training callback, called before each optimizer step with progress = step / max_iters.
         Architectures with a curriculum override it; the loop never branches on the architecture."""
