@@ -277,13 +277,15 @@ class RMTConfig(SegmentConfig):
 class TransformerConfig(ModelConfig):
     """The encoder-decoder Transformer the HMU framework compares with (Vaswani et al. 2017): an encoder over
     the source, a decoder with causal self-attention and cross-attention, one embedding shared by source,
-    target and the (tied) head. Defaults follow the HMU framework: 4+4 layers, D = 256, 8 heads, ReLU
+    target and the (tied) head. The default size is a laptop's, near the default GPT's: 2 + 2 layers, D = 128,
+    4 heads (0.93M parameters on a task's vocabulary, 1.0M with the HMU); the framework's own, 4 + 4 layers,
+    D = 256, 8 heads, is the preset `--preset hmu-framework`. The rest follows the framework: ReLU
     feed-forward 4D, sinusoidal positions, LayerNorm with biases (the blocks are pre-norm, unlike
     the original's post-norm `nn.Transformer`)."""
     arch: str = option("transformer", "architecture (this config: transformer)")
     display_name: ClassVar[str] = "Transformer (encoder-decoder)"
-    d_model: int = option(256, "model width C; must be divisible by n_head", min=1)
-    n_head: int = option(8, "attention heads per layer", min=1)
+    n_layer: int = option(2, "layers of the encoder and of the decoder each (unless n_enc_layer / n_dec_layer "
+                             "say otherwise)", min=1)
     n_enc_layer: int = option(0, "encoder layers; 0 = n_layer", min=0)
     n_dec_layer: int = option(0, "decoder layers; 0 = n_layer", min=0)
     pos: str = option("sinusoidal", "positions: " + POSITIONS_HELP, choices=POSITIONS)
@@ -318,6 +320,14 @@ class HMUConfig(TransformerConfig):
                                     "the head)", choices=("encoder", "decoder"))
     kl_weight: float = option(0.01, "weight of the KL term (nats per position, summed over the latent); "
                                     "0 = the original, which had none", min=0.0)
+    kl_free_bits: float = option(0.0, "free bits: nats per latent dimension (batch-averaged KL) that cost "
+                                      "nothing, so the latent is not pushed onto the prior; 0 = a plain KL",
+                                 min=0.0)
+    recon_weight: float = option(0.0, "weight of the VAE's reconstruction term, -log p(v | z) in nats per "
+                                      "position (a unit-variance Gaussian); equal to kl_weight = the VAE's own "
+                                      "objective (the ELBO); 0 = none, as in the original", min=0.0)
+    kl_anneal: float = option(0.0, "KL annealing: the KL weight grows linearly from 0 over this fraction of "
+                                   "training; 0 = full weight from the start", min=0.0)
 
     def __post_init__(self):
         super().__post_init__()
@@ -566,6 +576,7 @@ class TrainConfig(Config):
 _BEFORE_HEADS = {"n_classes": 0, "pooling": "last"}  # 2026-12-04: every model was a language model (pooling unused)
 ADDED_FIELDS: dict[type, dict] = {
     GPTConfig: _BEFORE_HEADS, TransformerXLConfig: _BEFORE_HEADS, RMTConfig: _BEFORE_HEADS,
+    HMUConfig: {"kl_free_bits": 0.0, "recon_weight": 0.0, "kl_anneal": 0.0},          # 2026-12-07: a plain KL from the start
     TrainConfig: {
         "device": "cpu", "dtype": "float32", "compile": False,  # 2026-12-04: runs trained on the CPU in float32
         "text_column": "sentence", "text_pair_column": "", "label_column": "label",  # 2026-12-04: --task classify
@@ -574,6 +585,30 @@ ADDED_FIELDS: dict[type, dict] = {
         "heldout": False, "stream": False,                       # 2026-12-07: any task example; random windows
     },
 }
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named model size (`python train.py --arch hmu --preset hmu-framework`): its fields, for its archs."""
+    archs: frozenset
+    fields: dict
+    doc: str
+
+
+PRESETS = {"hmu-framework": Preset(frozenset({"transformer", "hmu"}), {"n_layer": 4, "d_model": 256, "n_head": 8},
+                                   "the HMU framework's size, 4 + 4 layers of width 256 with 8 heads (7.4M "
+                                   "parameters, 7.7M with the HMU, on a task's vocabulary of 14)")}
+
+
+def preset_fields(name: str, arch: str) -> dict:
+    """The fields of preset `name` for `arch` ({} for no preset); a ConfigError names the valid ones."""
+    if not name:
+        return {}
+    if name not in PRESETS:
+        raise ConfigError(f"preset = {name!r} is not valid; choose one of {sorted(PRESETS)}")
+    if arch not in PRESETS[name].archs:
+        raise ConfigError(f"preset = {name!r} is a size of {sorted(PRESETS[name].archs)}, not of arch = {arch!r}")
+    return dict(PRESETS[name].fields)
 
 
 def parse_bool(s: str) -> bool:

@@ -138,6 +138,27 @@ def validation_scores(model, batches: list[Batch], task=None) -> dict:
     return row
 
 
+ABLATED = ("val_acc", "val_exact")  # the task metrics scored again under each of a model's ablations
+
+
+@torch.no_grad()
+def ablation_scores(model, task, batches: list[Batch]) -> dict:
+    """The task's accuracies under each of the model's ablations (`LanguageModel.ablations`: the HMU's latent
+    replaced by the prior's mean, `val_acc_z0`, or by another example's, `val_acc_zother`), and the mean of
+    each reported aux metric (the HMU's KL, active dimensions and sigma) over the batches."""
+    out = {}
+    with eval_mode(model):
+        metrics = [k for k, kind in model.aux_terms.items() if kind == "metric"]
+        if metrics:
+            outs = [model(b) for b in batches]
+            out |= {f"val_{k}": sum(o.aux[k].item() for o in outs) / len(outs) for k in metrics}
+        for how in model.ablations:
+            with model.ablated(how):
+                scores = SCORERS[task.scoring](model, task, batches)
+            out |= {f"{k}_{how}": scores[k] for k in ABLATED if k in scores}
+    return out
+
+
 # --- one yardstick for every run: data no training run draws ---------------------------------------
 def run_corpus(folder) -> Corpus:
     """The corpus a language-modelling run read, with its own tokenizer."""
@@ -252,7 +273,8 @@ def evaluate_run(folder, n: int = 8, batch_size: int | None = None, seed: int = 
     batch_size = batch_size or EVAL_BATCH["task" if t.task else "corpus"]
     batches = validation_batches(folder, n, batch_size, seed, device, exclude)
     if t.task:
-        return task_scores(model, task_from_config(t, m.block_size), batches)
+        task = task_from_config(t, m.block_size)
+        return task_scores(model, task, batches) | ablation_scores(model, task, batches)
     with eval_mode(model):
         loss = sum(model(b).loss.item() for b in batches) / len(batches)
     chars = sum(len(tok.decode(row.tolist())) for b in batches for row in b.y)
@@ -280,9 +302,12 @@ def stored_evaluation(folder: Path, device: str = "cpu", loaded: tuple | None = 
     saved before held-out examples existed is evaluated on held-out examples its training did not draw
     (replayed, `training_digests`), and `drawn_in_training` says how many of the plain held-out set it drew."""
     folder = Path(folder)
-    path, weights = folder / "evaluation.json", tools.sha256_of(folder / "model.pt")[:16]
+    path = folder / "evaluation.json"
     stored = tools.load_json(path) if path.exists() else {}
-    if stored.get("weights") == weights and stored.get("version") == EVALUATION_VERSION:
+    if not (folder / "model.pt").exists() and stored.get("version") == EVALUATION_VERSION:
+        return stored  # a run shipped without its weights: its scores are those of the weights it records
+    weights = tools.sha256_of(folder / "model.pt")
+    if stored.get("weights") == weights[:16] and stored.get("version") == EVALUATION_VERSION and complete(folder, stored):
         return stored
     loaded = loaded or runs.load_run(folder, device=device)
     t, extra = loaded[1]["train"], {}
@@ -305,9 +330,19 @@ def stored_evaluation(folder: Path, device: str = "cpu", loaded: tuple | None = 
     last = log[-1]
     scores.update(params=loaded[0].num_params(), train_s=last["elapsed_s"],
                   tokens_per_s=last["tokens"] / last["elapsed_s"],
-                  best_val_loss=min(r["val_loss"] for r in log), weights=weights, version=EVALUATION_VERSION)
+                  best_val_loss=min(r["val_loss"] for r in log), weights=weights[:16], weights_sha256=weights,
+                  retrain=runs.retrain_command(folder), version=EVALUATION_VERSION)
     tools.save_json(path, scores)
     return scores
+
+
+def complete(folder: Path, stored: dict) -> bool:
+    """Does a stored evaluation hold the scores under every ablation of the run's model (stored before the model
+    had them, it does not)?"""
+    from config import model_class
+    cfgs = runs.load_configs(folder)
+    ablations = model_class(cfgs["model"].arch).ablations if cfgs["train"].task else ()
+    return all(f"val_acc_{how}" in stored for how in ablations)
 
 
 # --- verdicts: a claim against its baseline, paired by seed ---------------------------------------

@@ -495,6 +495,26 @@ def load_configs(run_dir) -> dict:
     return cfgs
 
 
+def format_row(row: dict) -> str:
+    """A log row in one line, as train.py prints it without a progress bar."""
+    return "  ".join([f"step {int(row['step'])}"] + [f"{k} {v:.3f}" for k, v in row.items()
+                                                       if k.startswith(("train_", "val_")) and v is not None])
+
+
+def retrain_command(run_dir) -> str:
+    """The train.py command that trains the run in `run_dir` again: every field whose value differs from its
+    default, but those the data fills in (the vocabulary; a task's sequence length), and its folder."""
+    cfgs, flags = load_configs(run_dir), []
+    for key, cfg in (("model", cfgs["model"]), ("train", cfgs["train"])):
+        blank = type(cfg)() if key == "train" else config_from_dict({"arch": cfg.arch})
+        filled = {"vocab_size", "n_classes"} | ({"block_size", "tokenizer"} if cfgs["train"].task else set())
+        flags += [f"--{k} {str(v).lower() if isinstance(v, bool) else v}" for k, v in cfg.to_dict().items()
+                  if k not in filled and k != "arch" and v != getattr(blank, k)]
+    folder, home = Path(run_dir).resolve(), tools.TRAINED.resolve().parent
+    out = folder.relative_to(home).as_posix() if folder.is_relative_to(home) else str(folder)
+    return " ".join(["python train.py --arch", cfgs["model"].arch, *flags, "--out", out])
+
+
 def check_tokenizer(tokenizer, mcfg, path) -> None:
     """The tokenizer saved at `path` must be the one the model was trained with: same name, same size."""
     if tokenizer.vocab_size != mcfg.vocab_size:

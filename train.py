@@ -47,8 +47,8 @@ from tqdm.auto import tqdm
 import evaluation
 import runs
 import tools
-from config import (MODEL_CONFIGS, ConfigError, ModelConfig, TrainConfig, add_flags, config_from_dict, model_class,
-                    parse_bool)
+from config import (MODEL_CONFIGS, PRESETS, ConfigError, ModelConfig, TrainConfig, add_flags, config_from_dict,
+                    model_class, parse_bool, preset_fields)
 from data import DownloadError, corpus_name
 from data.source import Source
 from data.source import make_source as data_source
@@ -347,7 +347,7 @@ class Trainer:
         self.pending = self.new_row()
         self.checkpoint()
         if self.verbose and not self.progress:
-            print(format_row(row))
+            print(runs.format_row(row))
         return row
 
     def gradients(self, lr: float) -> tuple[float, float, int, dict]:
@@ -552,13 +552,6 @@ class Trainer:
         self.sample_text = sample
 
 
-def format_row(row: dict) -> str:
-    parts = [f"step {int(row['step'])}"]
-    for k in [k for k in row if k.startswith(("train_", "val_"))]:
-        if row.get(k) is not None:
-            parts.append(f"{k} {row[k]:.3f}")
-    return "  ".join(parts)
-
 
 def train(mcfg: ModelConfig | None, tcfg: TrainConfig, out=None, progress: bool = False, verbose: bool = True,
           overwrite: bool = False) -> Trainer:
@@ -581,6 +574,8 @@ def build_parser(arch: str) -> tools.ArgParser:
     p.add_argument("--overwrite", type=parse_bool, metavar="BOOL", help="replace the run already in --out "
                                                                         "(default: false: such a folder is refused)")
     p.add_argument("--progress", type=parse_bool, metavar="BOOL", help="show a progress bar (default: true)")
+    p.add_argument("--preset", help="a named model size, which flags given beside it override: " + "; ".join(
+        f"{k} ({', '.join(sorted(v.archs))}): {v.doc}" for k, v in PRESETS.items()))
     add_flags(p.add_argument_group(f"model ({MODEL_CONFIGS[arch].__name__})"), MODEL_CONFIGS[arch])
     add_flags(p.add_argument_group("training (TrainConfig)"), TrainConfig)
     return p
@@ -590,18 +585,19 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     pre = tools.ArgParser(prog="train.py", add_help=False)
     pre.add_argument("--arch", default="gpt")
-    arch = pre.parse_known_args(argv)[0].arch
+    pre.add_argument("--preset", default="")
+    arch, preset = vars(pre.parse_known_args(argv)[0]).values()
     if arch not in MODEL_CONFIGS:
         tools.ArgParser(prog="train.py").error(f"--arch {arch!r} is not valid; choose one of {sorted(MODEL_CONFIGS)}")
     parser = build_parser(arch)
     args = vars(parser.parse_args(argv))
     out, resume, progress = args.pop("out", None), args.pop("resume", None), args.pop("progress", True)
-    overwrite = args.pop("overwrite", False)
+    overwrite, _ = args.pop("overwrite", False), args.pop("preset", None)
     model_keys = {f.name for f in fields(MODEL_CONFIGS[arch])}
     if resume and (out or overwrite):
         parser.error("--resume continues the run in its own folder: leave out --out and --overwrite")
     keeper = "--resume" if resume else "--init_from" if args.get("init_from") else ""
-    extra = sorted(k for k in args if k in model_keys)
+    extra = sorted(k for k in args if k in model_keys) + (["--preset"] if preset else [])
     if keeper and extra:
         parser.error(f"{keeper} keeps the model config of its run; cannot change {extra}")
     with tools.exit_on_interrupt("train.py", "start-up (reading the data, building the model)"):
@@ -610,7 +606,7 @@ def main(argv=None) -> int:
                 trainer = Trainer.resume(resume, progress=progress, **args)
             else:
                 mcfg = None if keeper else config_from_dict(
-                    {"arch": arch, **{k: v for k, v in args.items() if k in model_keys}})
+                    {"arch": arch, **preset_fields(preset, arch), **{k: v for k, v in args.items() if k in model_keys}})
                 tcfg = TrainConfig(**{k: v for k, v in args.items() if k not in model_keys})
                 trainer = Trainer(mcfg, tcfg, out, progress=progress, overwrite=overwrite)
         except (ConfigError, ValueError, FileNotFoundError, DownloadError) as e:  # RunFolderError is a ValueError

@@ -23,9 +23,10 @@ The claims, each against its baseline at an equal budget, over seeds (paired by 
 - hilt: HILT against the GPT of equal parameters (experiments/reference.py);
 - memory_mosaics: Memory Mosaics against a GPT of equal parameters in context (icll, legal next tokens)
   and on the built-in corpus (experiments/reference.py);
-- hmu: HMU after the encoder and after the decoder against the encoder-decoder Transformer
-  (experiments/hmu.py) on hmu_hierarchical, and the decoder-side HMU against the same Transformer with an
-  untied head (the control that tells the HMU's memory from the head's freedom).
+- hmu: HMU after the encoder (gated and ungated) and after the decoder against the encoder-decoder Transformer
+  on the framework's four synthetic patterns (experiments/hmu.py, five seeds, 1,500 steps), and the
+  decoder-side HMU against the same Transformer with an untied head (the control that tells the HMU's memory
+  from the head's freedom); with what each HMU's latent holds and whether the model reads it.
 The page ends with the cost of every architecture against the length, from the numbers and figure that
 `python benchmarks/cost_vs_length.py` stores in experiments/figures/.
 Each comparison's verdict is `evaluation.judge`'s: the paired differences' mean and 95% t-interval against the
@@ -117,17 +118,38 @@ def mm_runs(quick: bool) -> list[Spec]:
     return out + reference_runs(quick, {"gpt", "memory_mosaics"})
 
 
-HMU_TASK, HMU_STEPS = "hmu_hierarchical", 300
-# experiments/hmu.py's three, and the control its docstring asks for: the Transformer without a tied head
-HMU_VARIANTS = {**hmu.VARIANTS, "transformer-untied": ("transformer", {"tie_weights": False})}
-
-
 def hmu_runs(quick: bool) -> list[Spec]:
-    model, train = (hmu.QUICK_MODEL, hmu.QUICK_TRAIN) if quick else (hmu.MODEL, {**hmu.TRAIN, "max_iters": HMU_STEPS})
-    train = {**train, "max_iters": QUICK_STEPS} if quick else train
-    return [Spec(f"reproduce/hmu/{variant}-s{s}", model_config(arch, **model, **fields),
-                 TrainConfig(task=HMU_TASK, seed=s, **train))
-            for variant, (arch, fields) in HMU_VARIANTS.items() for s in (QUICK_SEEDS if quick else SEEDS)]
+    return hmu.specs(seeds=QUICK_SEEDS if quick else hmu.SEEDS, quick=quick)
+
+
+HMU_WHAT = {"hmu": "HMU after the encoder", "hmu-decoder": "HMU after the decoder",
+            "hmu-ungated": "ungated HMU after the encoder", "transformer": "Transformer",
+            "transformer-untied": "the Transformer with an untied head (the control)"}
+
+
+def hmu_comparisons() -> list[Comparison]:
+    return [Comparison(f"{hmu.short(t)}: {HMU_WHAT[a]} vs {HMU_WHAT[b]}, greedy accuracy",
+                       f"{a}-{hmu.short(t)}", f"{b}-{hmu.short(t)}", "val_acc", False,
+                       "+0.0058 GLUE mean" if (a, b) == ("hmu", "transformer") else "(not reported)")
+            for t in hmu.PATTERNS for a, b in hmu.VERSUS]
+
+
+def hmu_latent(sides: "Sides", scores: dict) -> list[str]:
+    """The HMU claim's second table: what each HMU's latent holds (KL, active dimensions, sigma on them) and the
+    accuracy with z replaced by the prior's mean or by another example's latent, mean over seeds."""
+    width = load_configs(next(iter(sides["hmu-random"].values())))["model"].latent_dim
+    lines = ["What each HMU's latent holds, on the same held-out examples (mean ± std over seeds): its KL in nats "
+             f"per position, its active dimensions (of the latent's {width}) and their mean posterior sigma, and the accuracy as trained, with z = 0 (the prior's mean) and with z "
+             "from another example. A model that reads its latent loses accuracy when z is replaced.", "",
+             "| run | KL nats | active dims | sigma | accuracy | z = 0 | z from another example |",
+             "|---|---|---|---|---|---|---|"]
+    for prefix, runs in sides.items():
+        if prefix.startswith("hmu"):
+            rows = [scores[f] for f in runs.values()]
+            cells = [spread([r[k] for r in rows]) for k in
+                     ("val_kl_nats", "val_active", "val_sigma", "val_acc", "val_acc_z0", "val_acc_zother")]
+            lines.append(f"| {prefix} | " + " | ".join(cells) + " |")
+    return lines
 
 
 # --- scores -------------------------------------------------------------------------------------------
@@ -153,6 +175,7 @@ class Claim:
     paper_scale: str       # the paper's scale as far as checked (parameters, context, tokens, data, seeds)
     note: str = ""         # what differs from the paper's setup, said on the page
     shipped: str = ""      # one-seed runs of it shipped as trained/<run-name prefix>: what they are, said on the page
+    details: Callable | None = None  # (sides, scores) -> more markdown lines after the verdicts' table
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -225,18 +248,17 @@ CLAIMS = [
           "(facebookresearch/MemoryMosaics, Library/README.md). Parameters, context and seeds not stated here"),
     Claim("hmu", "the HMU improves the encoder-decoder Transformer",
           "the HMU Transformer's report (GLUE mean 0.5800 to 0.5858, AGNews 0.8623 to 0.8624)", hmu_runs,
-          [Comparison(f"{HMU_TASK}: HMU after the encoder vs Transformer, greedy accuracy", "hmu", "transformer",
-                      "val_acc", False, "+0.0058 GLUE mean"),
-           Comparison(f"{HMU_TASK}: HMU after the decoder vs Transformer, greedy accuracy", "hmu-decoder",
-                      "transformer", "val_acc", False, "(the report's hmu_after_decoder)"),
-           Comparison(f"{HMU_TASK}: HMU after the decoder vs the Transformer with an untied head (the control)",
-                      "hmu-decoder", "transformer-untied", "val_acc", False, "(no control in the report)")],
-          "GLUE and AGNews (the scores in its source above); parameters, context, tokens seen and seeds not "
-          "stated here",
-          note="The decoder-side HMU sits between the last layer and a head tied to the embedding; any "
-               "position-wise layer there frees the model from mapping each symbol onto the next one's "
-               "embedding, so its gain over the tied Transformer can be that and not memory: the last row "
-               "compares it with the same Transformer with an untied head (experiments/hmu.py)."),
+          hmu_comparisons(),
+          "GLUE and AGNews (the scores in its source above), 4 + 4 layers of width 256 (the preset "
+          "`--preset hmu-framework`); tokens seen and seeds not stated here",
+          note="Every HMU here trains with the remedy against posterior collapse that experiments/hmu.py "
+               "--remedies chose (config.HMUConfig's defaults; notebook 11 shows the comparison). The "
+               "decoder-side HMU sits between the last layer and a head tied to the embedding; any position-wise "
+               "layer there frees the model from mapping each symbol onto the next one's embedding, so its gain "
+               "over the tied Transformer can be that and not memory: it is also compared with the same "
+               "Transformer with an untied head. hmu_random is the control: its target is independent of its "
+               "source, so no arm can beat chance (0.1).",
+          details=hmu_latent),
 ]
 CLAIM_KEYS = [c.key for c in CLAIMS]
 
@@ -253,13 +275,17 @@ def seeds_of(folders: list[Path], prefix: str) -> dict[int, Path]:
 
 
 def figure(claim: Claim, rows: list[dict], path: Path) -> None:
-    """One panel per comparison: each side's seeds as dots (a seed's two runs joined by a grey line), the mean
-    ± one std beside them; the axis spans the values, so small differences show."""
+    """One panel per comparison (four a row): each side's seeds as dots (a seed's two runs joined by a grey
+    line), the mean ± one std beside them; the axis spans the values, so small differences show."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.4), squeeze=False)
-    for ax, r in zip(axes[0], rows):
+    cols = min(4, len(rows))
+    fig, axes = plt.subplots(-(-len(rows) // cols), cols, figsize=(3.2 * cols, 3.4 * -(-len(rows) // cols)),
+                             squeeze=False)
+    for ax in axes.flat[len(rows):]:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, rows):
         for a, b in zip(r["a"], r["b"]):
             ax.plot([0, 1], [a, b], color="0.8", lw=0.8, zorder=1)
         for i, values in enumerate((r["a"], r["b"])):
@@ -293,15 +319,18 @@ Sides = dict[str, dict[int, Path]]  # run-name prefix -> seed -> run folder
 def scale_line(claim: Claim, sides: Sides, scores: dict[Path, dict]) -> str:
     """The claim's **Scale** line: each run kind's parameters (evaluation.json), context (model config), data and
     tokens seen a run (log.csv's last row), and the seeds, from the run folders; beside the paper's scale."""
-    kinds = []
+    kinds: dict[tuple, list[tuple[str, str]]] = {}  # (parameters, context, tokens) -> (prefix, data) of its runs
     for prefix, runs in sides.items():
         folders = list(runs.values())
-        params = sorted({scores[f]["params"] for f in folders})
-        tokens = sorted({tools.read_log(f / "log.csv")[-1]["tokens"] for f in folders})
+        params = " to ".join(f"{p:,}" for p in sorted({scores[f]["params"] for f in folders}))
+        tokens = " to ".join(f"{n:,.0f}" for n in sorted({tools.read_log(f / "log.csv")[-1]["tokens"] for f in folders}))
         t = load_configs(folders[0])["train"]
-        kinds.append(f"{prefix} {' to '.join(f'{p:,}' for p in params)} parameters, {context(folders[0])}, "
-                     f"{f'task {t.task}' if t.task else f'data {t.data}'}, "
-                     f"{' to '.join(f'{n:,.0f}' for n in tokens)} tokens a run")
+        kinds.setdefault((params, context(folders[0]), tokens), []).append(
+            (prefix, f"task {t.task}" if t.task else f"data {t.data}"))
+    # kinds alike but for their names and data are said once (the HMU's arms on four patterns)
+    kinds = [f"{', '.join(dict.fromkeys(p for p, _ in named))} {params} parameters, {ctx}, "
+             f"{', '.join(dict.fromkeys(d for _, d in named))}, {tokens} tokens a run"
+             for (params, ctx, tokens), named in kinds.items()]
     seeds = sorted({s for runs in sides.values() for s in runs})
     ours = "; ".join(kinds) + f"; seeds {', '.join(map(str, seeds))}" if kinds else "not run yet"
     return f"**Scale.** Ours: {ours}. The paper: {claim.paper_scale}."
@@ -379,6 +408,7 @@ def claim_section(claim: Claim, quick: bool, figures: Path, page_dir: Path,
     fig = figures / f"{claim.key}.png"
     if draw:
         figure(claim, rows, fig)
+    lines += ["", *claim.details(sides, scores)] if claim.details else []
     lines += ["", f"![{claim.key}]({fig.relative_to(page_dir).as_posix()})"]
     return ("\n".join(head + ["", scale_line(claim, sides, scores), "", *TABLE_HEAD, *lines]) + "\n",
             {f: scores[f]["train_s"] for f in folders}, verdicts)

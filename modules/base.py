@@ -123,6 +123,9 @@ class LanguageModel(LoggingModule):
     # Transformer-XL, RMT)? A stream (`--stream true`, `evaluation.stream_scores`) hands it on from window to
     # window; a model whose state grows with its context (a KV cache) reads each window alone.
     carries_memory: bool = False
+    # Evaluation-time ablations the model can be scored under, by name, through its `ablated(name)` context
+    # manager (the HMU: its latent replaced); evaluation.evaluate_run scores a task run under each.
+    ablations: tuple[str, ...] = ()
 
     def __init__(self, cfg):
         super().__init__()

@@ -8,8 +8,23 @@ whose reconstruction is fused with the representation it read.
     gated:   a, b = LN(v), LN(v^);  g = sigmoid(Linear(2D->D) [a; b]);  f = g a + (1 - g) b
              out = LN(GELU(Linear(D->D) f))
     ungated: out = LN(v + Linear(2D->D) GELU(Linear(2D->2D) LN([v; v^])))
-    KL = sum over d_z of 0.5 (mu^2 + exp(logvar) - 1 - logvar), averaged over real positions
+    KL_d = 0.5 (mu_d^2 + exp(logvar_d) - 1 - logvar_d), averaged over real positions, per latent dimension d
+    loss term = kl_weight * ramp * sum over d of max(KL_d, kl_free_bits)
 
+The loss term is what keeps the latent from collapsing onto the prior. With a plain KL penalty (free bits 0,
+no ramp) the VAE learns that the fusion can read v itself, so the cheapest latent is none at all: every
+posterior sigma goes to 1 and mu to 0 (KL ~ 0), and v^ is noise the gate learns to shut out. Two standard
+remedies, both options here (and compared in notebook 11 and experiments/hmu.py):
+- free bits (Kingma et al. 2016, "Improved Variational Inference with Inverse Autoregressive Flow",
+  arXiv 1606.04934, appendix C.8): a dimension whose batch-averaged KL is below `kl_free_bits` nats costs
+  a constant, so the first nats of every dimension are free;
+- KL annealing (Bowman et al. 2016, "Generating Sentences from a Continuous Space", arXiv 1511.06349,
+  section 3.1): `ramp` grows linearly from 0 to 1 over the first `kl_anneal` of training.
+What a run's latent holds is logged every evaluation: `kl_nats` (the raw KL per position, summed over d_z),
+`active` (latent dimensions whose mu varies across positions by more than 0.01, Burda et al. 2016's
+"active units") and `sigma` (the mean posterior sigma on the active ones; 1 when none is).
+`ablated("z0")` and `ablated("zother")` replace z by the prior's mean or by another example's latent at
+evaluation: the causal test of whether the model reads what its latent holds.
 With hmu_at=encoder every cross-attention of the decoder reads `out` instead of the encoder's states; with
 hmu_at=decoder the head reads it. The HMU works position by position, so cached decoding is unchanged.
 At D = 256, d_z = 128 it adds 297,472 parameters gated and 494,336 ungated (its VAE alone 98,816), every
@@ -19,12 +34,15 @@ so `transformer` and `hmu` with one seed start from the same encoder and decoder
 Reference: the HMU framework README (Hyper-Memory Unit, gated and ungated fusion, placement after the
 encoder or after the decoder). Flaws of the original that mnemo fixes, and says so:
 - the VAE had no KL term, so it was an unregularised autoencoder with noise; here the KL is added to the
-  loss with weight `kl_weight` (0 reproduces the original) and logged as `kl` (weighted) and `kl_nats`;
+  loss (`kl_weight`, `kl_free_bits`, `kl_anneal`; `kl_weight 0` reproduces the original) and logged as `kl`
+  (the loss term) and `kl_nats`;
 - it sampled z at evaluation too, so evaluation was random; here evaluation uses the posterior mean;
 - its decoder saw the unshifted target without a causal mask (a label leak); the shared encoder-decoder
   here shifts the target behind `<bos>` and masks causally (see modules/transformer.py).
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -39,12 +57,14 @@ from .transformer import Transformer
 
 class VAE(LoggingModule):
     """Position-wise VAE: D -> (mu, logvar) in d_z -> a sample z -> D."""
+    ACTIVE = 0.01  # a latent dimension is active when the variance of its mu across positions exceeds this
 
     def __init__(self, d_model: int, latent_dim: int):
         super().__init__()
         self.mu = nn.Linear(d_model, latent_dim)
         self.logvar = nn.Linear(d_model, latent_dim)
         self.up = nn.Linear(latent_dim, d_model)
+        self.replace = None  # evaluation ablation: "z0" (the prior's mean) or "zother" (another example's latent)
 
     @log_io
     def posterior(self, v):
@@ -52,24 +72,40 @@ class VAE(LoggingModule):
 
     @log_io
     def sample(self, mu, logvar):
-        """The reparameterised sample while training; the posterior mean at evaluation (deterministic)."""
-        if not self.training:
-            return mu
-        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # (B, L, d_z)
+        """The reparameterised sample while training; the posterior mean at evaluation (deterministic), or
+        what `replace` puts in its place: zeros, or the mean of the next example in the batch."""
+        if self.training:
+            return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # (B, L, d_z)
+        if self.replace == "z0":
+            return torch.zeros_like(mu)
+        return mu.roll(1, 0) if self.replace == "zother" else mu
 
     @log_io
-    def kl(self, mu, logvar, mask=None):
-        """KL(q(z|v) || N(0, I)) in nats, summed over the latent, averaged over real positions: a scalar."""
-        per_position = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)  # (B, L)
-        if mask is None:
-            return per_position.mean()
-        return per_position[mask].mean()
+    def kl_per_dim(self, mu, logvar, mask=None):
+        """KL(q(z|v) || N(0, I)) in nats of each latent dimension, averaged over real positions: (d_z,)."""
+        per = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)  # (B, L, d_z)
+        return (per.flatten(0, 1) if mask is None else per[mask]).mean(0)
+
+    def usage(self, mu, logvar, mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(active dimensions, mean posterior sigma on them: 1 when none is), as float scalars."""
+        mu, sigma = (t.flatten(0, 1) if mask is None else t[mask] for t in (mu, torch.exp(0.5 * logvar)))
+        active = mu.var(0, correction=0) > self.ACTIVE  # (d_z,)
+        mean_sigma = sigma[:, active].mean() if active.any() else sigma.new_ones(())
+        return active.sum().float(), mean_sigma.detach()
+
+    @log_io
+    def reconstruction(self, v_hat, v, mask=None):
+        """-log p(v | z) in nats under a unit-variance Gaussian, up to a constant: 0.5 |v^ - v|^2 summed over D,
+        averaged over real positions; v is a fixed target (the VAE models it, it does not shape it)."""
+        per = 0.5 * (v_hat - v.detach()).pow(2).sum(-1)  # (B, L)
+        return per.mean() if mask is None else per[mask].mean()
 
     @log_io
     def forward(self, v, mask=None):
         mu, logvar = self.posterior(v)
         v_hat = self.up(self.sample(mu, logvar))  # (B, L, D)
-        return v_hat, self.kl(mu, logvar, mask)
+        return (v_hat, self.kl_per_dim(mu, logvar, mask), self.reconstruction(v_hat, v, mask),
+                *self.usage(mu.detach(), logvar.detach(), mask))
 
 
 class GatedFusion(LoggingModule):
@@ -110,7 +146,8 @@ class UngatedFusion(LoggingModule):
 
 
 class HMU(LoggingModule):
-    """The Hyper-Memory Unit: v (B, L, D) -> (out (B, L, D), KL scalar)."""
+    """The Hyper-Memory Unit: v (B, L, D) -> (out (B, L, D), the latent's figures: KL per dimension (d_z,),
+    active dimensions, mean sigma on them)."""
 
     def __init__(self, d_model: int, latent_dim: int, gated: bool = True):
         super().__init__()
@@ -119,8 +156,8 @@ class HMU(LoggingModule):
 
     @log_io
     def forward(self, v, mask=None):
-        v_hat, kl = self.vae(v, mask)
-        return self.fuse(v, v_hat), kl
+        v_hat, *latent = self.vae(v, mask)
+        return self.fuse(v, v_hat), latent
 
     def reset_parameters(self) -> None:
         """N(0, 0.02) matrices and zero biases, like the rest of the model (modules.base.init_weights)."""
@@ -131,35 +168,39 @@ class HMU(LoggingModule):
 
 
 class HMUTransformer(Transformer):
-    aux_terms = {"kl": "loss", "kl_nats": "metric"}  # kl_weight * KL enters the loss; the raw KL is reported
+    # the loss term enters the loss; the raw KL and the latent's usage are reported
+    aux_terms = {"kl": "loss", "kl_nats": "metric", "recon_nats": "metric", "active": "metric", "sigma": "metric"}
+    ablations = ("z0", "zother")  # evaluation.evaluate_run scores the model under each (see `ablated`)
 
     def __init__(self, cfg):
         super().__init__(cfg)  # the transformer's parts, from the same RNG draws as a plain `transformer`
         self.hmu = HMU(cfg.d_model, cfg.latent_dim, cfg.hmu_gate)
         self.hmu.reset_parameters()
+        self.progress = 1.0  # of training, set by on_step; the KL ramp (kl_anneal) reads it
 
     @log_io
     def forward(self, batch, state: Seq2SeqState | None = None, last_only: bool = False):
         batch = as_batch(batch)
         if self.classifies:  # the classifier pools the encoder's states, after the HMU
-            enc, kl = self.encode(batch.src, batch.src_mask, with_kl=True)
-            return self.outputs(enc, Batch(mask=batch.src_mask, labels=batch.labels), state, aux=self.aux(kl))
+            enc, latent = self.encode(batch.src, batch.src_mask, with_latent=True)
+            return self.outputs(enc, Batch(mask=batch.src_mask, labels=batch.labels), state, aux=self.aux(latent))
         if state is not None:  # generation: the HMU (if at the encoder) already ran in init_state
             return self.outputs(self.decode_step(batch.x, state), batch, state, last_only)
-        enc, kl = self.encode(batch.src, batch.src_mask, with_kl=True)
+        enc, latent = self.encode(batch.src, batch.src_mask, with_latent=True)
         h = self.decode(batch.x, enc, batch.src_mask)
         if self.cfg.hmu_at == "decoder":
-            h, kl = self.hmu(h, batch.mask)
-        return self.outputs(h, batch, state, last_only, self.aux(kl))
+            h, latent = self.hmu(h, batch.mask)
+        return self.outputs(h, batch, state, last_only, self.aux(latent))
 
     @log_io
-    def encode(self, src, src_mask=None, with_kl: bool = False):
-        """The transformer's encoder, then (hmu_at=encoder) the HMU: (B, S, C), and the KL if `with_kl`."""
+    def encode(self, src, src_mask=None, with_latent: bool = False):
+        """The transformer's encoder, then (hmu_at=encoder) the HMU: (B, S, C), and the latent's figures if
+        `with_latent` (None when the HMU sits after the decoder)."""
         e = super().encode(src, src_mask)
-        kl = e.new_zeros(())
+        latent = None
         if self.cfg.hmu_at == "encoder":
-            e, kl = self.hmu(e, src_mask)  # (B, S, C)
-        return (e, kl) if with_kl else e
+            e, latent = self.hmu(e, src_mask)  # (B, S, C)
+        return (e, latent) if with_latent else e
 
     @log_io
     def decode_step(self, x, state: Seq2SeqState):
@@ -167,5 +208,29 @@ class HMUTransformer(Transformer):
         h = super().decode_step(x, state)
         return self.hmu(h)[0] if self.cfg.hmu_at == "decoder" else h  # (B, T, C)
 
-    def aux(self, kl) -> dict:
-        return {"kl": self.cfg.kl_weight * kl, "kl_nats": kl.detach()}
+    def on_step(self, progress: float) -> None:
+        self.progress = progress
+
+    def vae_loss(self, kl_per_dim, reconstruction):
+        """kl_weight x ramp x the free-bits KL (each dimension's KL counts at least kl_free_bits nats), plus
+        recon_weight x the reconstruction's negative log-likelihood."""
+        c = self.cfg
+        ramp = min(1.0, self.progress / c.kl_anneal) if self.training and c.kl_anneal > 0 else 1.0
+        return c.kl_weight * ramp * kl_per_dim.clamp(min=c.kl_free_bits).sum() + c.recon_weight * reconstruction
+
+    def aux(self, latent) -> dict:
+        kl_per_dim, reconstruction, active, sigma = latent
+        return {"kl": self.vae_loss(kl_per_dim, reconstruction), "kl_nats": kl_per_dim.sum().detach(),
+                "recon_nats": reconstruction.detach(), "active": active, "sigma": sigma}
+
+    @contextlib.contextmanager
+    def ablated(self, how: str):
+        """Within the block (evaluation), z is replaced: "z0" by the prior's mean, "zother" by the latent of the
+        next example in the batch. The model as trained against these tells whether it reads its latent."""
+        if how not in self.ablations:
+            raise ValueError(f"ablation {how!r} is not valid; choose one of {list(self.ablations)}")
+        self.hmu.vae.replace = how
+        try:
+            yield self
+        finally:
+            self.hmu.vae.replace = None

@@ -165,7 +165,7 @@ def test_the_readme_reference_table_is_the_one_the_run_folders_give():
 def test_a_stored_evaluation_is_what_evaluating_the_run_gives_today():
     """evaluation.json is a cache: scoring the weights again gives the same numbers (here for one run of each
     kind: a corpus run and a task run), so a page written from the caches says what the weights do."""
-    for folder in (shipped("reference", "gpt-s0"), shipped("reproduce", "hmu", "hmu-s0")):
+    for folder in (shipped("reference", "gpt-s0"), shipped("reproduce", "hmu", "hmu-hierarchical-s0")):
         if not folder.exists():
             pytest.fail(f"{folder} is not shipped: run python experiments/reproduce.py")
         stored = tools.load_json(folder / "evaluation.json")
@@ -187,6 +187,22 @@ def test_a_folder_holding_a_run_of_other_configs_is_refused_before_anything_trai
     with pytest.raises(SystemExit, match=r"(?s)a: train max_iters: 6 -> 8.*move them away"):
         runner.run_all([tiny("b", 1), changed], tmp_path, progress=False)
     assert not (tmp_path / "b").exists()
+
+
+def test_a_run_shipped_without_weights_keeps_its_scores_and_its_command_retrains_it(tmp_path):
+    """A run that ships without model.pt (the repository stays lean) keeps its stored scores, which record the
+    weights' sha256 and the train.py command that trains them again: that command gives the same weights."""
+    from train import main as train_main
+    runner.run_all([tiny("a", 0)], tmp_path, progress=False)
+    stored = evaluation.stored_evaluation(tmp_path / "a")
+    assert stored["weights_sha256"][:16] == stored["weights"] and stored["retrain"].startswith("python train.py")
+    for name in ("model.pt", "best_model.pt", "checkpoint.pt"):
+        (tmp_path / "a" / name).unlink()
+    assert evaluation.stored_evaluation(tmp_path / "a") == stored
+    command = stored["retrain"].split()
+    assert command[-2] == "--out" and command[command.index("--seed") + 1] == "0"
+    assert train_main(command[2:-1] + [str(tmp_path / "again"), "--progress", "false"]) == 0
+    assert tools.sha256_of(tmp_path / "again" / "model.pt") == stored["weights_sha256"]
 
 
 def test_every_shipped_experiment_run_is_finished_and_evaluated():
