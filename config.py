@@ -326,6 +326,9 @@ class HMUConfig(TransformerConfig):
     recon_weight: float = option(0.0, "weight of the VAE's reconstruction term, -log p(v | z) in nats per "
                                       "position (a unit-variance Gaussian); equal to kl_weight = the VAE's own "
                                       "objective (the ELBO); 0 = none, as in the original", min=0.0)
+    vae_apart: bool = option(False, "the VAE's loss trains the VAE alone: its KL and reconstruction are taken "
+                                    "from a pass over the representation with its gradient stopped, so they never "
+                                    "shape the encoder (or decoder) the VAE reads")
     kl_anneal: float = option(0.0, "KL annealing: the KL weight grows linearly from 0 over this fraction of "
                                    "training; 0 = full weight from the start", min=0.0)
 
@@ -576,7 +579,7 @@ class TrainConfig(Config):
 _BEFORE_HEADS = {"n_classes": 0, "pooling": "last"}  # 2026-12-04: every model was a language model (pooling unused)
 ADDED_FIELDS: dict[type, dict] = {
     GPTConfig: _BEFORE_HEADS, TransformerXLConfig: _BEFORE_HEADS, RMTConfig: _BEFORE_HEADS,
-    HMUConfig: {"kl_free_bits": 0.0, "recon_weight": 0.0, "kl_anneal": 0.0},          # 2026-12-07: a plain KL from the start
+    HMUConfig: {"kl_free_bits": 0.0, "recon_weight": 0.0, "vae_apart": False, "kl_anneal": 0.0},          # 2026-12-07: a plain KL from the start
     TrainConfig: {
         "device": "cpu", "dtype": "float32", "compile": False,  # 2026-12-04: runs trained on the CPU in float32
         "text_column": "sentence", "text_pair_column": "", "label_column": "label",  # 2026-12-04: --task classify

@@ -62,16 +62,22 @@ QUICK_TRAIN = dict(max_iters=6, batch_size=8, lr=3e-3, min_lr=3e-4, warmup_iters
 
 # Remedies for posterior collapse, each a full set of the HMU's VAE fields (so none rides on a default).
 REMEDIES = {
-    "plain-kl": dict(kl_weight=0.01, kl_free_bits=0.0, recon_weight=0.0, kl_anneal=0.0),   # mnemo's first default
-    "no-kl": dict(kl_weight=0.0, kl_free_bits=0.0, recon_weight=0.0, kl_anneal=0.0),       # the original framework
-    "annealed": dict(kl_weight=0.01, kl_free_bits=0.0, recon_weight=0.0, kl_anneal=0.5),   # Bowman et al. 2016
-    "free-bits": dict(kl_weight=0.01, kl_free_bits=0.5, recon_weight=0.0, kl_anneal=0.0),  # Kingma et al. 2016
-    "elbo": dict(kl_weight=0.01, kl_free_bits=0.0, recon_weight=0.01, kl_anneal=0.0),      # the VAE's own objective
+    "plain-kl": dict(kl_weight=0.01, kl_free_bits=0.0, recon_weight=0.0, vae_apart=False, kl_anneal=0.0),  # mnemo's first
+    "no-kl": dict(kl_weight=0.0, kl_free_bits=0.0, recon_weight=0.0, vae_apart=False, kl_anneal=0.0),     # the original
+    "annealed": dict(kl_weight=0.01, kl_free_bits=0.0, recon_weight=0.0, vae_apart=False, kl_anneal=0.5),  # Bowman 2016
+    "free-bits": dict(kl_weight=0.01, kl_free_bits=0.5, recon_weight=0.0, vae_apart=False, kl_anneal=0.0),  # Kingma 2016
+    "elbo": dict(kl_weight=0.01, kl_free_bits=0.0, recon_weight=0.01, vae_apart=False, kl_anneal=0.0),  # the VAE's own
+    # second round, after the first found none that qualifies: the ELBO trains the VAE alone (its gradient shaped the
+    # encoder into states easy to reconstruct: on hmu_random, constant ones), at beta 1 and at beta 0.1
+    "elbo-apart": dict(kl_weight=0.01, kl_free_bits=0.0, recon_weight=0.01, vae_apart=True, kl_anneal=0.0),
+    "elbo-apart-beta0.1": dict(kl_weight=0.01, kl_free_bits=0.0, recon_weight=0.1, vae_apart=True, kl_anneal=0.0),
 }
 REMEDY_RULE = ("a remedy qualifies when, on every pattern, its latent holds at least 1 nat per position (val_kl_nats) "
                "with a mean posterior sigma of at most 0.9 on its active dimensions; among those that qualify, the "
                "default is the one the model reads most (the largest mean drop of accuracy when z is replaced by "
-               "another example's latent), then the most accurate")
+               "another example's latent), then the most accurate. If none qualifies (added after the first round of "
+               "five found none, before the second round ran), the default is the one that meets the most of those "
+               "eight conditions (two per pattern), then the same order")
 LATENT = ["val_kl_nats", "val_active", "val_sigma"]
 COLUMNS = ["val_acc", "val_exact", "val_acc_z0", "val_acc_zother", "val_retention", *LATENT, "params"]
 
@@ -182,24 +188,23 @@ def curves(folders: list[Path], path: Path) -> None:
 
 def remedy_table(rows: list[dict]) -> tuple[list[str], str]:
     """The remedies' markdown table (one line a remedy: its figures on each pattern) and the one REMEDY_RULE
-    picks (or the message that none qualifies)."""
+    picks: "<name>", or "none qualifies; closest: <name>"."""
     by = {}
     for r in rows:
         by.setdefault(r["run"], []).append(r)
     lines = ["| remedy | KL nats/position per pattern | sigma on active dims | accuracy | drop, z from another "
-             "example | qualifies |", "|---|---|---|---|---|---|"]
+             "example | conditions met | qualifies |", "|---|---|---|---|---|---|---|"]
     ranked = []
     for name, rs in by.items():
-        ok = all(r["val_kl_nats"] >= 1 and r["val_sigma"] <= 0.9 for r in rs)
+        met = sum(r["val_kl_nats"] >= 1 for r in rs) + sum(r["val_sigma"] <= 0.9 for r in rs)
         drop = sum(r["val_acc"] - r["val_acc_zother"] for r in rs) / len(rs)
         acc = sum(r["val_acc"] for r in rs) / len(rs)
-        if ok:
-            ranked.append((drop, acc, name))
+        ranked.append((met == 2 * len(rs), met, drop, acc, name))
         fmt = lambda k: " / ".join(f"{r[k]:.2f}" for r in rs)
         lines.append(f"| {name} | {fmt('val_kl_nats')} | {fmt('val_sigma')} | {fmt('val_acc')} | {drop:+.3f} | "
-                     f"{'yes' if ok else 'no'} |")
-    chosen = max(ranked)[2] if ranked else "none qualifies"
-    return lines, chosen
+                     f"{met} of {2 * len(rs)} | {'yes' if met == 2 * len(rs) else 'no'} |")
+    best = max(ranked)
+    return lines, best[4] if best[0] else f"none qualifies; closest: {best[4]}"
 
 
 def main(argv=None) -> int:

@@ -101,10 +101,18 @@ class VAE(LoggingModule):
         return per.mean() if mask is None else per[mask].mean()
 
     @log_io
-    def forward(self, v, mask=None):
+    def forward(self, v, mask=None, apart: bool = False):
+        """v^ and the latent's figures: KL per dimension, reconstruction, active dimensions, sigma. `apart`: the
+        KL and the reconstruction come from a second pass over sg(v), so the VAE's loss trains the VAE alone
+        and never shapes the representation it reads (the values are the same; only the gradients differ)."""
         mu, logvar = self.posterior(v)
         v_hat = self.up(self.sample(mu, logvar))  # (B, L, D)
-        return (v_hat, self.kl_per_dim(mu, logvar, mask), self.reconstruction(v_hat, v, mask),
+        if apart and self.training:
+            mu, logvar = self.posterior(v.detach())
+            fit = self.up(self.sample(mu, logvar))
+        else:
+            fit = v_hat
+        return (v_hat, self.kl_per_dim(mu, logvar, mask), self.reconstruction(fit, v, mask),
                 *self.usage(mu.detach(), logvar.detach(), mask))
 
 
@@ -149,14 +157,15 @@ class HMU(LoggingModule):
     """The Hyper-Memory Unit: v (B, L, D) -> (out (B, L, D), the latent's figures: KL per dimension (d_z,),
     active dimensions, mean sigma on them)."""
 
-    def __init__(self, d_model: int, latent_dim: int, gated: bool = True):
+    def __init__(self, d_model: int, latent_dim: int, gated: bool = True, apart: bool = False):
         super().__init__()
         self.vae = VAE(d_model, latent_dim)
         self.fuse = GatedFusion(d_model) if gated else UngatedFusion(d_model)
+        self.apart = apart  # the VAE's loss trains the VAE alone (VAE.forward)
 
     @log_io
     def forward(self, v, mask=None):
-        v_hat, *latent = self.vae(v, mask)
+        v_hat, *latent = self.vae(v, mask, self.apart)
         return self.fuse(v, v_hat), latent
 
     def reset_parameters(self) -> None:
@@ -174,7 +183,7 @@ class HMUTransformer(Transformer):
 
     def __init__(self, cfg):
         super().__init__(cfg)  # the transformer's parts, from the same RNG draws as a plain `transformer`
-        self.hmu = HMU(cfg.d_model, cfg.latent_dim, cfg.hmu_gate)
+        self.hmu = HMU(cfg.d_model, cfg.latent_dim, cfg.hmu_gate, cfg.vae_apart)
         self.hmu.reset_parameters()
         self.progress = 1.0  # of training, set by on_step; the KL ramp (kl_anneal) reads it
 

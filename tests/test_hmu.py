@@ -461,5 +461,7 @@ def test_the_remedy_rule_needs_every_pattern_and_prefers_the_latent_the_model_re
             r("b", 3, 0.8, 0.7, 0.4), r("b", 2, 0.9, 0.7, 0.5),            # qualifies, read: chosen
             r("c", 9, 0.2, 0.9, 0.1), r("c", 0.5, 0.2, 0.9, 0.1)]          # one pattern under 1 nat
     lines, chosen = remedy_table(rows)
-    assert chosen == "b" and len(lines) == 5 and "| c |" in lines[4] and lines[4].endswith("no |")
-    assert remedy_table(rows[4:])[1] == "none qualifies"
+    assert chosen == "b" and len(lines) == 5 and "| c |" in lines[4] and lines[4].endswith("3 of 4 | no |")
+    assert remedy_table(rows[4:])[1] == "none qualifies; closest: c"
+    assert remedy_table(rows[4:] + [r("d", 0.5, 0.2, 0.9, 0.1), r("d", 0.5, 0.2, 0.9, 0.1)])[1] == \
+        "none qualifies; closest: c"                                           # 3 conditions of 4 against 2
