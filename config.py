@@ -323,10 +323,11 @@ class HMUConfig(TransformerConfig):
     kl_free_bits: float = option(0.0, "free bits: nats per latent dimension (batch-averaged KL) that cost "
                                       "nothing, so the latent is not pushed onto the prior; 0 = a plain KL",
                                  min=0.0)
-    recon_weight: float = option(0.0, "weight of the VAE's reconstruction term, -log p(v | z) in nats per "
+    recon_weight: float = option(0.1, "weight of the VAE's reconstruction term, -log p(v | z) in nats per "
                                       "position (a unit-variance Gaussian); equal to kl_weight = the VAE's own "
-                                      "objective (the ELBO); 0 = none, as in the original", min=0.0)
-    vae_apart: bool = option(False, "the VAE's loss trains the VAE alone: its KL and reconstruction are taken "
+                                      "objective (the ELBO), 10 x kl_weight = a beta-VAE with beta 0.1; 0 = "
+                                      "none, as in the original", min=0.0)
+    vae_apart: bool = option(True, "the VAE's loss trains the VAE alone: its KL and reconstruction are taken "
                                     "from a pass over the representation with its gradient stopped, so they never "
                                     "shape the encoder (or decoder) the VAE reads")
     kl_anneal: float = option(0.0, "KL annealing: the KL weight grows linearly from 0 over this fraction of "

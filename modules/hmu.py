@@ -9,22 +9,28 @@ whose reconstruction is fused with the representation it read.
              out = LN(GELU(Linear(D->D) f))
     ungated: out = LN(v + Linear(2D->D) GELU(Linear(2D->2D) LN([v; v^])))
     KL_d = 0.5 (mu_d^2 + exp(logvar_d) - 1 - logvar_d), averaged over real positions, per latent dimension d
-    loss term = kl_weight * ramp * sum over d of max(KL_d, kl_free_bits)
+    R    = 0.5 |v^ - sg(v)|^2, averaged over real positions  -log p(v | z), a unit Gaussian, up to a constant
+    loss term = kl_weight * ramp * sum over d of max(KL_d, kl_free_bits) + recon_weight * R
 
-The loss term is what keeps the latent from collapsing onto the prior. With a plain KL penalty (free bits 0,
-no ramp) the VAE learns that the fusion can read v itself, so the cheapest latent is none at all: every
-posterior sigma goes to 1 and mu to 0 (KL ~ 0), and v^ is noise the gate learns to shut out. Two standard
-remedies, both options here (and compared in notebook 11 and experiments/hmu.py):
+The loss term decides whether the latent holds anything. With a KL alone the VAE learns that the fusion can
+read v itself, so the cheapest latent is none: every posterior sigma goes to 1 and mu to 0 (KL ~ 0), and v^
+is noise the gate shuts out (posterior collapse). The remedies, all options here:
 - free bits (Kingma et al. 2016, "Improved Variational Inference with Inverse Autoregressive Flow",
   arXiv 1606.04934, appendix C.8): a dimension whose batch-averaged KL is below `kl_free_bits` nats costs
   a constant, so the first nats of every dimension are free;
 - KL annealing (Bowman et al. 2016, "Generating Sentences from a Continuous Space", arXiv 1511.06349,
-  section 3.1): `ramp` grows linearly from 0 to 1 over the first `kl_anneal` of training.
-What a run's latent holds is logged every evaluation: `kl_nats` (the raw KL per position, summed over d_z),
-`active` (latent dimensions whose mu varies across positions by more than 0.01, Burda et al. 2016's
-"active units") and `sigma` (the mean posterior sigma on the active ones; 1 when none is).
-`ablated("z0")` and `ablated("zother")` replace z by the prior's mean or by another example's latent at
-evaluation: the causal test of whether the model reads what its latent holds.
+  section 3.1): `ramp` grows linearly from 0 to 1 over the first `kl_anneal` of training;
+- the VAE's own objective, a reconstruction term beside the KL (the negative ELBO at recon_weight =
+  kl_weight; a beta-VAE, Higgins et al. 2017, at beta = kl_weight / recon_weight), and `vae_apart`: the KL and
+  R come from a second pass over sg(v), so the VAE's loss trains the VAE and never shapes what it reads.
+The default, recon_weight 0.1 and kl_weight 0.01 (beta 0.1) apart, was chosen among seven by a rule fixed
+before the runs (`python experiments/hmu.py --remedies`, notebook 11): no other gave a latent of at least
+1 nat on every pattern with sigma well below 1 where the encoder holds something, and a model that reads it.
+What a run's latent holds is logged every evaluation: `kl_nats` (sum of KL_d), `recon_nats` (R), `active`
+(latent dimensions whose mu varies across positions by more than 0.01, Burda et al. 2016's "active units")
+and `sigma` (the mean posterior sigma on the active ones; 1 when none is). `ablated("z0")` and
+`ablated("zother")` replace z by the prior's mean or by another example's latent at evaluation: the causal
+test of whether the model reads what its latent holds.
 With hmu_at=encoder every cross-attention of the decoder reads `out` instead of the encoder's states; with
 hmu_at=decoder the head reads it. The HMU works position by position, so cached decoding is unchanged.
 At D = 256, d_z = 128 it adds 297,472 parameters gated and 494,336 ungated (its VAE alone 98,816), every
@@ -33,9 +39,9 @@ so `transformer` and `hmu` with one seed start from the same encoder and decoder
 
 Reference: the HMU framework README (Hyper-Memory Unit, gated and ungated fusion, placement after the
 encoder or after the decoder). Flaws of the original that mnemo fixes, and says so:
-- the VAE had no KL term, so it was an unregularised autoencoder with noise; here the KL is added to the
-  loss (`kl_weight`, `kl_free_bits`, `kl_anneal`; `kl_weight 0` reproduces the original) and logged as `kl`
-  (the loss term) and `kl_nats`;
+- the VAE had no loss of its own, so it was an unregularised bottleneck with noise; here the KL and the
+  reconstruction enter the loss (`kl_weight 0 --recon_weight 0` reproduces the original), logged as `kl`
+  (the loss term), `kl_nats` and `recon_nats`;
 - it sampled z at evaluation too, so evaluation was random; here evaluation uses the posterior mean;
 - its decoder saw the unshifted target without a causal mask (a label leak); the shared encoder-decoder
   here shifts the target behind `<bos>` and masks causally (see modules/transformer.py).

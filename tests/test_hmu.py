@@ -105,8 +105,8 @@ def test_evaluation_uses_the_posterior_mean_and_training_samples(at):
 def test_the_kl_term_enters_the_loss_with_its_weight():
     b = src_batch()
     with torch.no_grad():
-        out = make("hmu", kl_weight=0.5)(b)
-        zero = make("hmu", kl_weight=0.0)(b)
+        out = make("hmu", kl_weight=0.5, recon_weight=0.0)(b)
+        zero = make("hmu", kl_weight=0.0, recon_weight=0.0)(b)
     ce = torch.nn.functional.cross_entropy(out.logits.flatten(0, 1), b.y.flatten())
     assert out.aux["kl_nats"] > 0
     torch.testing.assert_close(out.loss, ce + 0.5 * out.aux["kl_nats"])
@@ -129,6 +129,20 @@ def test_free_bits_floor_each_dimension_and_the_reconstruction_term_is_the_elbo(
         out = make("hmu", kl_weight=0.0, recon_weight=0.25)(b)
     ce = torch.nn.functional.cross_entropy(out.logits.flatten(0, 1), b.y.flatten())
     torch.testing.assert_close(out.loss, ce + 0.25 * out.aux["recon_nats"])
+
+
+@pytest.mark.parametrize("apart", [True, False])
+def test_apart_the_vaes_loss_trains_the_vae_and_never_the_encoder(apart):
+    m, b = make("hmu", vae_apart=apart, kl_weight=0.1, recon_weight=0.1).train(), src_batch()
+    torch.manual_seed(0)
+    out = m(b)
+    out.aux["kl"].backward()                                           # the VAE's loss term alone
+    encoder = [p.grad for p in m.encoder.parameters()]
+    assert all(g is None or not g.abs().any() for g in encoder) == apart
+    assert m.hmu.vae.mu.weight.grad.abs().sum() > 0 and m.hmu.vae.up.weight.grad.abs().sum() > 0
+    m.zero_grad()
+    m(b).loss.backward()                                               # the task still trains the encoder
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.encoder.parameters())
 
 
 def test_kl_annealing_ramps_the_weight_over_its_fraction_of_training():
@@ -253,7 +267,7 @@ def test_a_run_logs_the_kl_and_learns(tmp_path):
         header = next(csv.reader(f))
     assert {"train_kl", "val_kl", "train_kl_nats", "val_kl_nats", "val_active", "val_sigma", "val_recon_nats"} <= set(header)
     last = t.rows[-1]
-    assert last["val_kl"] == pytest.approx(0.1 * last["val_kl_nats"])
+    assert last["val_kl"] == pytest.approx(0.1 * last["val_kl_nats"] + 0.1 * last["val_recon_nats"])  # recon_weight 0.1
     assert last["val_loss"] < t.rows[0]["val_loss"] - 0.3
 
 
