@@ -78,7 +78,7 @@ REMEDY_RULE = ("a remedy qualifies when, on every pattern, its latent holds at l
                "another example's latent), then the most accurate. If none qualifies (added after the first round of "
                "five found none, before the second round ran), the default is the one that meets the most of those "
                "eight conditions (two per pattern), then the same order")
-LATENT = ["val_kl_nats", "val_active", "val_sigma"]
+LATENT = ["val_kl_nats", "val_recon_nats", "val_active", "val_sigma"]
 COLUMNS = ["val_acc", "val_exact", "val_acc_z0", "val_acc_zother", "val_retention", *LATENT, "params"]
 
 

@@ -467,6 +467,18 @@ def test_the_experiment_trains_every_arm_and_stores_the_latent_and_its_ablations
     assert stored["retrain"].startswith("python train.py --arch hmu ") and len(stored["weights_sha256"]) == 64
 
 
+def test_a_stored_evaluation_without_the_ablations_is_computed_again(tmp_path):
+    import evaluation
+    import tools
+    tcfg = TrainConfig(task="hmu_repetitive", task_len=6, task_vocab=5, max_iters=4, eval_interval=2, eval_iters=1,
+                       batch_size=8, warmup_iters=0, sample_len=0)
+    out = Trainer(model_config("hmu", **SMALL), tcfg, tmp_path / "run", progress=False, verbose=False).run().out
+    stored = evaluation.stored_evaluation(out)
+    assert {"val_acc_z0", "val_acc_zother", "val_kl_nats", "val_active", "val_sigma"} <= stored.keys()
+    tools.save_json(out / "evaluation.json", {k: v for k, v in stored.items() if not k.startswith("val_acc_z")})
+    assert evaluation.stored_evaluation(out) == stored                 # as stored before the ablations existed
+
+
 def test_the_remedy_rule_needs_every_pattern_and_prefers_the_latent_the_model_reads():
     from experiments.hmu import remedy_table
     def r(name, kl, sigma, acc, other):
