@@ -580,7 +580,8 @@ class TrainConfig(Config):
 _BEFORE_HEADS = {"n_classes": 0, "pooling": "last"}  # 2026-12-04: every model was a language model (pooling unused)
 ADDED_FIELDS: dict[type, dict] = {
     GPTConfig: _BEFORE_HEADS, TransformerXLConfig: _BEFORE_HEADS, RMTConfig: _BEFORE_HEADS,
-    HMUConfig: {"kl_free_bits": 0.0, "recon_weight": 0.0, "vae_apart": False, "kl_anneal": 0.0},          # 2026-12-07: a plain KL from the start
+    HMUConfig: {"kl_free_bits": 0.0, "recon_weight": 0.0, "vae_apart": False,  # 2026-12-07: a plain KL from
+                "kl_anneal": 0.0},                                            # the start
     TrainConfig: {
         "device": "cpu", "dtype": "float32", "compile": False,  # 2026-12-04: runs trained on the CPU in float32
         "text_column": "sentence", "text_pair_column": "", "label_column": "label",  # 2026-12-04: --task classify

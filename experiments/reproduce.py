@@ -139,7 +139,8 @@ def hmu_latent(sides: "Sides", scores: dict) -> list[str]:
     accuracy with z replaced by the prior's mean or by another example's latent, mean over seeds."""
     width = load_configs(next(iter(sides["hmu-random"].values())))["model"].latent_dim
     lines = ["What each HMU's latent holds, on the same held-out examples (mean ± std over seeds): its KL in nats "
-             f"per position, its active dimensions (of the latent's {width}) and their mean posterior sigma, and the accuracy as trained, with z = 0 (the prior's mean) and with z "
+             f"per position, its active dimensions (of the latent's {width}) and their mean posterior sigma, "
+             "and the accuracy as trained, with z = 0 (the prior's mean) and with z "
              "from another example. A model that reads its latent loses accuracy when z is replaced.", "",
              "| run | KL nats | active dims | sigma | accuracy | z = 0 | z from another example |",
              "|---|---|---|---|---|---|---|"]

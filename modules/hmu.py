@@ -161,7 +161,7 @@ class UngatedFusion(LoggingModule):
 
 class HMU(LoggingModule):
     """The Hyper-Memory Unit: v (B, L, D) -> (out (B, L, D), the latent's figures: KL per dimension (d_z,),
-    active dimensions, mean sigma on them)."""
+    reconstruction, active dimensions, mean sigma on them)."""
 
     def __init__(self, d_model: int, latent_dim: int, gated: bool = True, apart: bool = False):
         super().__init__()
