@@ -130,12 +130,15 @@ def validation_scores(model, batches: list[Batch], task=None) -> dict:
     """Mean validation loss (and aux terms) over the fixed batches, plus the task's metrics on a task."""
     with eval_mode(model):
         outs = [model(b) for b in batches]
-    row = {"val_loss": sum(o.loss.item() for o in outs) / len(outs)}
-    for name in model.aux_terms:
-        row[f"val_{name}"] = sum(o.aux[name].item() for o in outs) / len(outs)
+    row = {"val_loss": sum(o.loss.item() for o in outs) / len(outs), **aux_means(outs, model.aux_terms)}
     if task is not None:
         row.update(task_scores(model, task, batches))
     return row
+
+
+def aux_means(outs: list, names) -> dict:
+    """val_<name>: the mean of each named aux term over the outputs of a set of batches."""
+    return {f"val_{name}": sum(o.aux[name].item() for o in outs) / len(outs) for name in names}
 
 
 ABLATED = ("val_acc", "val_exact")  # the task metrics scored again under each of a model's ablations
@@ -150,8 +153,7 @@ def ablation_scores(model, task, batches: list[Batch]) -> dict:
     with eval_mode(model):
         metrics = [k for k, kind in model.aux_terms.items() if kind == "metric"]
         if metrics:
-            outs = [model(b) for b in batches]
-            out |= {f"val_{k}": sum(o.aux[k].item() for o in outs) / len(outs) for k in metrics}
+            out |= aux_means([model(b) for b in batches], metrics)
         for how in model.ablations:
             with model.ablated(how):
                 scores = SCORERS[task.scoring](model, task, batches)

@@ -113,12 +113,18 @@ def remedy_specs(quick: bool = False) -> list[Spec]:
             for name, fields in REMEDIES.items() for task in PATTERNS]
 
 
+def name_parts(folder: Path) -> tuple[str, str, int]:
+    """(arm or remedy, pattern, seed) of a run folder named <arm>-<pattern>-s<seed>."""
+    name, _, seed = folder.name.rpartition("-s")
+    kind, _, pattern = name.rpartition("-")
+    return kind, pattern, int(seed)
+
+
 def row(folder: Path) -> dict:
     """One run's stored scores (a transformer has no latent: its latent columns are empty)."""
     scores = stored_evaluation(folder)
-    name, _, seed = folder.name.rpartition("-s")
-    kind, _, pattern = name.rpartition("-")
-    return {"run": kind, "pattern": pattern, "seed": int(seed),
+    kind, pattern, seed = name_parts(folder)
+    return {"run": kind, "pattern": pattern, "seed": seed,
             **{k: round(scores[k], 4) if isinstance(scores.get(k), float) else scores.get(k, "") for k in COLUMNS}}
 
 
@@ -167,9 +173,8 @@ def curves(folders: list[Path], path: Path) -> None:
     import numpy as np
     groups: dict = {}
     for f in folders:
-        name = f.name.rpartition("-s")[0]
-        groups.setdefault(name.rpartition("-")[2], {}).setdefault(name.rpartition("-")[0], []).append(
-            tools.read_log(f / "log.csv"))
+        arm, pattern, _ = name_parts(f)
+        groups.setdefault(pattern, {}).setdefault(arm, []).append(tools.read_log(f / "log.csv"))
     fig, axes = plt.subplots(1, len(groups), figsize=(3.6 * len(groups), 3.2), squeeze=False)
     for ax, (task, arms) in zip(axes[0], groups.items()):
         for arm, logs in arms.items():
