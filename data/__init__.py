@@ -14,7 +14,8 @@ from __future__ import annotations
 from .batch import DECODER, ENCODER_DECODER, IGNORE, Batch, pad_rows
 from .corpus import VAL_EVERY, VAL_FRACTION, Corpus, Records, Stream
 from .metrics import bleu, classification_metrics, distinct_n, rouge_n, sequence_metrics
-from .sources import (BUILTINS, CACHE, MAX_DROPPED, REMOTES, DownloadError, Remote, builtin_records, builtin_text,
+from .sources import (BUILTINS, CACHE, MAX_DROPPED, REMOTES, SHIPPED, DownloadError, Remote, builtin_records,
+                      builtin_text,
                       corpus_name, download, fit_texts, load_text, make_tokenizer, split_records)
 from .tasks import (HELD_OUT_EVERY, SYMBOLS, TASKS, Classify, Copy, DataFileError, HMUHierarchical, HMUPattern,
                     HMURandom, HMURepetitive, HMUTemporal, InContextLanguages, LegalBatch, Majority, QuadraticEquations,
@@ -24,7 +25,8 @@ from .tasks import (HELD_OUT_EVERY, SYMBOLS, TASKS, Classify, Copy, DataFileErro
 __all__ = ["BUILTINS", "Batch", "CACHE", "Classify", "Copy", "Corpus", "DECODER", "DataFileError", "DownloadError",
            "ENCODER_DECODER", "HELD_OUT_EVERY", "HMUHierarchical", "HMUPattern", "HMURandom", "HMURepetitive",
            "HMUTemporal", "IGNORE", "InContextLanguages", "LegalBatch", "MAX_DROPPED", "Majority",
-           "QuadraticEquations", "REMOTES", "Records", "Remote", "Retrieval", "Reverse", "SYMBOLS", "Stream", "TASKS",
+           "QuadraticEquations", "REMOTES", "Records", "Remote", "Retrieval", "Reverse", "SHIPPED", "SYMBOLS", "Stream",
+           "TASKS",
            "Task", "TextTask", "VAL_EVERY", "VAL_FRACTION", "bleu", "builtin_records", "builtin_text",
            "classification_batch", "classification_metrics", "classify_ids", "corpus_name", "curriculum_stages",
            "digests", "distinct_n", "download", "fit_texts", "held_out", "load_text", "make_task", "make_tokenizer",

@@ -3,7 +3,9 @@
 - `builtin`: the text of `pydoc_data.topics`, which ships with every CPython (~465 KB of English);
 - `builtin-records`: one record per documented built-in function, type, method and function of a few standard
   modules, `name: first sentence of its docstring` (~460 records, ~30 KB), built at run time, offline;
-- `shakespeare`, `tinystories`: downloaded once into the cache (progress bar, SHA-256 checked);
+- `shakespeare`: tiny-shakespeare (Karpathy's char-rnn corpus, 40,000 lines of the plays, public domain, 1.1 MB),
+  shipped in `data/tinyshakespeare.txt` and SHA-256 checked when read, so it works offline;
+- `tinystories`: downloaded once into the cache (progress bar, SHA-256 checked);
 - any UTF-8 text file, by path.
 
 A text read with a tokenizer that was not built from it (a finetune: `--init_from`) is first fitted to it
@@ -46,10 +48,14 @@ class Remote:
     filename: str
 
 
+# The corpora that ship with the repository: name -> (file, its SHA-256). tiny-shakespeare came from
+# https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt
+SHIPPED = {
+    "shakespeare": (Path(__file__).resolve().parent / "tinyshakespeare.txt",
+                    "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"),
+}
+
 REMOTES = {
-    "shakespeare": Remote(
-        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
-        "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed", "tinyshakespeare.txt"),
     # The validation split (19 MB) of TinyStories, pinned to a dataset revision so the hash stays valid.
     "tinystories": Remote(
         "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/"
@@ -60,6 +66,18 @@ REMOTES = {
 
 class DownloadError(RuntimeError):
     """A corpus could not be fetched or failed its checksum; the message says what to do."""
+
+
+def shipped(name: str) -> Path:
+    """The file of the shipped corpus `name`, its checksum verified (a truncated or edited copy is refused)."""
+    path, want = SHIPPED[name]
+    if not path.is_file():
+        raise DownloadError(f"the shipped corpus {path} is missing; restore it with `git checkout -- {path.name}` "
+                            f"in {path.parent}")
+    if (got := sha256_of(path)) != want:
+        raise DownloadError(f"the shipped corpus {path} has sha256 {got}, expected {want} (an edited or truncated "
+                            f"copy); restore it with `git checkout -- {path.name}` in {path.parent}")
+    return path
 
 
 def builtin_text() -> str:
@@ -141,17 +159,20 @@ def download(remote: Remote, cache_dir=None, progress: bool = True, chunk: int =
 
 def load_text(data: str, cache_dir=None, progress: bool = True) -> str:
     """The text of corpus `data`: 'builtin', 'builtin-records' (its records separated by blank lines), a name
-    in REMOTES, or a path to a UTF-8 file."""
+    in SHIPPED or REMOTES, or a path to a UTF-8 file."""
     if data == "builtin":
         return builtin_text()
     if data == "builtin-records":
         return "\n\n".join(builtin_records())
-    if data in REMOTES:
+    if data in SHIPPED:
+        path = shipped(data)
+    elif data in REMOTES:
         path = download(REMOTES[data], cache_dir, progress)
     else:
         path = Path(data)
         if not path.is_file():
-            raise ValueError(f"data = {data!r} is neither a corpus name ({[*BUILTINS, *REMOTES]}) nor a file")
+            raise ValueError(f"data = {data!r} is neither a corpus name ({[*BUILTINS, *SHIPPED, *REMOTES]}) nor a "
+                             f"file")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
@@ -160,7 +181,7 @@ def load_text(data: str, cache_dir=None, progress: bool = True) -> str:
 
 def corpus_name(data: str) -> str:
     """The short name of corpus `data` (run folder names, logs): the corpus name, or the file's stem."""
-    return data if data in (*BUILTINS, *REMOTES) else Path(data).stem
+    return data if data in (*BUILTINS, *SHIPPED, *REMOTES) else Path(data).stem
 
 
 def make_tokenizer(spec: str, text: str) -> Tokenizer:

@@ -35,7 +35,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,6 +57,23 @@ QUICK_MODEL = dict(tokenizer="char", block_size=32, n_layer=2, d_model=16, n_hea
 QUICK_TRAIN = dict(data="builtin", max_iters=6, batch_size=4, warmup_iters=0, eval_interval=3, eval_iters=1,
                    sample_len=0, threads=1)
 
+# The tiny-shakespeare scale: nanoGPT's CPU "baby" run of its README (4 layers, width 128, 4 heads, context 64,
+# batch 12, 2,000 steps, no dropout) with the schedule of its config/train_shakespeare_char.py (lr 1e-3 cosine to
+# 1e-4 after 100 warm-up steps, AdamW beta2 0.99, weight decay 0.1, gradients clipped at 1; its weight decay also
+# reaches the embeddings, mnemo's never does). About 0.8 M parameters, 1.5 M characters seen a run.
+SHAKESPEARE_MODEL = dict(tokenizer="char", block_size=64, n_layer=4, d_model=128, n_head=4)
+SHAKESPEARE_TRAIN = dict(data="shakespeare", max_iters=2000, batch_size=12, lr=1e-3, min_lr=1e-4, warmup_iters=100,
+                         beta2=0.99, weight_decay=0.1, eval_interval=250, eval_iters=20, sample_len=200, threads=1)
+NANOGPT = dict(pos="learned", norm="layer")  # nanoGPT's blocks: learned absolute positions, LayerNorm (no biases)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One contender of a scale: its architecture and the fields beyond the scale's model that make it."""
+    arch: str
+    fields: dict
+    what: str = ""  # how it differs from the architecture at equal budget, for tables (empty: it is that)
+
 
 def archs(model: dict) -> dict[str, dict]:
     """Every registered causal language model -> the fields beyond `model` that make it the peer of a GPT of
@@ -63,24 +82,86 @@ def archs(model: dict) -> dict[str, dict]:
             for arch in architectures(CAUSAL)}
 
 
-def specs(quick: bool = False, seeds=SEEDS) -> list[Spec]:
-    """The runs of the comparison, architecture by architecture, seed by seed."""
-    model, train = (QUICK_MODEL, QUICK_TRAIN) if quick else (MODEL, TRAIN)
-    return [Spec(f"{arch}-s{seed}", model_config(arch, **{**model, **fields}),
-                 TrainConfig(**train, seed=seed, stream=model_class(arch).carries_memory))
-            for arch, fields in archs(model).items() for seed in seeds]
+def shakespeare_arms(model: dict) -> dict[str, Arm]:
+    """Every registered causal language model at equal budget, and the variants that tell a lead's causes apart:
+    - gpt-nanogpt, hourglass-nanogpt: nanoGPT's learned positions and LayerNorm in place of RoPE and RMSNorm
+      (a lead that comes from the positions shows as a lead of gpt over gpt-nanogpt too);
+    - hourglass-equal-compute: `1@1 4@2 1@1`, 6 layers at the same matrix work per token as the GPT's 4
+      (1 + 4/2 + 1), with 1.5 x its parameters: the Hourglass paper's own comparison;
+    - transformer_xl-mem8, rmt-mem16: RMT against XL at equal memory, two sizes (XL's mem_len = RMT's n_mem:
+      8 with rmt, 16 with transformer_xl);
+    - transformer_xl-windows: XL trained on random windows like the GPT (no stream), evaluated with its memory.
+    HILT's inter-layer transformers are 16 wide (2 heads, 1 layer), not equal_budget's 32: +2.6 % parameters
+    where 32 would add 7.7 %."""
+    d, n, T = model["d_model"], model["n_layer"], model["block_size"]
+    arms = {a: Arm(a, fields) for a, fields in archs(model).items()}
+    arms["hilt"] = Arm("hilt", {"ilt_dim": max(8, d // 8), "ilt_heads": max(1, d // 64), "ilt_layers": 1},
+                       "inter-layer transformers 1/8 of the width")
+    xl, rmt, hg = arms["transformer_xl"].fields, arms["rmt"].fields, arms["hourglass"].fields
+    return {**arms,
+            "gpt-nanogpt": Arm("gpt", NANOGPT, "learned positions, LayerNorm"),
+            "hourglass-nanogpt": Arm("hourglass", {**hg, **NANOGPT}, "learned positions, LayerNorm"),
+            "hourglass-equal-compute": Arm("hourglass", {"hierarchy": f"1@1 {n}@2 1@1", "n_layer": 0},
+                                           "equal compute, 1.5 x the parameters"),
+            "transformer_xl-mem8": Arm("transformer_xl", {**xl, "mem_len": rmt["n_mem"]},
+                                       f"memory {rmt['n_mem']} states a layer (RMT's n_mem)"),
+            "rmt-mem16": Arm("rmt", {**rmt, "n_mem": xl["mem_len"]}, f"{xl['mem_len']} memory tokens (XL's mem_len)"),
+            "transformer_xl-windows": Arm("transformer_xl", xl, "trained on random windows, not a stream")}
 
 
-def folder(quick: bool = False) -> Path:
-    return tools.TRAINED / "quick" / "reference" if quick else tools.TRAINED / "reference"
+@dataclass(frozen=True)
+class Scale:
+    """A reference scale: its model, training, runs folder and contenders (name -> Arm)."""
+    name: str
+    folder: str             # under trained/
+    model: dict
+    train: dict
+    arms: Callable[[dict], dict[str, Arm]]
+    what: str               # the scale in words, for tables and pages
+
+
+SCALES = {
+    "builtin": Scale("builtin", "reference", MODEL, TRAIN,
+                     lambda model: {a: Arm(a, f) for a, f in archs(model).items()},
+                     "0.2 M parameters, 600 steps of 16 x 128 characters of the built-in corpus"),
+    "shakespeare": Scale("shakespeare", "reference_shakespeare", SHAKESPEARE_MODEL, SHAKESPEARE_TRAIN,
+                         shakespeare_arms, "0.8 M parameters, 2,000 steps of 12 x 64 characters of tiny-shakespeare"),
+}
+QUICK = {"builtin": (QUICK_MODEL, QUICK_TRAIN),
+         "shakespeare": (QUICK_MODEL, {**QUICK_TRAIN, "data": "shakespeare", "beta2": 0.99})}
+
+
+def arms(scale: str = "builtin", quick: bool = False) -> dict[str, Arm]:
+    sc = SCALES[scale]
+    return sc.arms(QUICK[scale][0] if quick else sc.model)
+
+
+def specs(quick: bool = False, seeds=SEEDS, scale: str = "builtin") -> list[Spec]:
+    """The runs of the comparison at `scale`, seed by seed, contender by contender (a list cut short holds
+    every contender of the first seeds). Transformer-XL and RMT train on a stream unless the arm says not."""
+    sc = SCALES[scale]
+    model, train = QUICK[scale] if quick else (sc.model, sc.train)
+    out = []
+    for seed in seeds:
+        for name, arm in sc.arms(model).items():
+            stream = model_class(arm.arch).carries_memory and not name.endswith("-windows")
+            out.append(Spec(f"{name}-s{seed}", model_config(arm.arch, **{**model, **arm.fields}),
+                            TrainConfig(**train, seed=seed, stream=stream)))
+    return out
+
+
+def folder(quick: bool = False, scale: str = "builtin") -> Path:
+    name = SCALES[scale].folder
+    return tools.TRAINED / "quick" / name if quick else tools.TRAINED / name
 
 
 # --- results ----------------------------------------------------------------------------------------
 def results(folders: list[Path]) -> dict[str, list[dict]]:
-    """arch -> the stored evaluation of each of its runs (evaluation.stored_evaluation)."""
+    """contender (the run name without its seed) -> the stored evaluation of each of its runs
+    (evaluation.stored_evaluation)."""
     out: dict[str, list[dict]] = {}
     for f in folders:
-        out.setdefault(tools.load_json(f / "model_config.json")["arch"], []).append(stored_evaluation(f))
+        out.setdefault(f.name.rpartition("-s")[0], []).append(stored_evaluation(f))
     return out
 
 
@@ -122,22 +203,24 @@ def readme_with_table(text: str, table: str) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scale", choices=sorted(SCALES), default="builtin",
+                   help="builtin: " + SCALES["builtin"].what + "; shakespeare: " + SCALES["shakespeare"].what)
     p.add_argument("--quick", action="store_true", help="tiny models, a few steps: the pipeline in about a minute")
     p.add_argument("--table", action="store_true", help="no training: print the table from the run folders")
     p.add_argument("--readme", action="store_true", help="no training: write the table into README.md")
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     a = p.parse_args(argv)
     tools.set_threads(1)
-    runs = specs(a.quick, a.seeds)
-    root = folder(a.quick)
-    if a.table or a.readme:
-        folders = [root / s.name for s in runs]
-        missing = [str(f) for f in folders if run_status(f) != "finished"] if root.exists() else [str(root)]
-        if missing:
-            raise SystemExit(f"not finished yet: {missing}; train them with: python experiments/reference.py"
-                             + (" --quick" if a.quick else ""))
-    else:
-        folders = run_all(runs, root)
+    runs = specs(a.quick, a.seeds, a.scale)
+    root = folder(a.quick, a.scale)
+    if not (a.table or a.readme):
+        run_all(runs, root)
+    folders = [root / s.name for s in runs]
+    missing = [f.name for f in folders if not f.exists() or run_status(f) != "finished"]
+    if missing:
+        again = " ".join(["python experiments/reference.py", *(["--scale", a.scale] if a.scale != "builtin" else []),
+                          *(["--quick"] if a.quick else [])])
+        raise SystemExit(f"not finished yet in {root}: {', '.join(missing)}; train them with: {again}")
     table = markdown(results(folders))
     print(table)
     if a.readme:

@@ -6,6 +6,8 @@ each run folder under `root`:
 - finished (`runs.run_status`): left alone, never retrained;
 - interrupted with a checkpoint: resumed bit-exactly (`Trainer.resume`);
 - holding an unfinished run without a checkpoint (killed before its first save): started again, said so;
+- being trained by another process (its lock is live): skipped, said so; two processes given the same list
+  share it out this way, and the list's results wait until both have finished;
 - absent: trained.
 The bar counts optimizer steps over the whole list, so its estimate of the time left weighs long runs as
 long; runs already finished when the list starts count as done and do not speed up the estimate.
@@ -92,6 +94,10 @@ def _run_list(specs: list[Spec], folders: list[Path], bar) -> None:
         bar.set_description(f"run {i + 1}/{len(specs)} {spec.name}")
         status = runs.run_status(folder) if folder.exists() else "absent"
         if status == "finished":
+            continue
+        if status == "training":  # another process runs the same list (or this run): leave it to that one
+            bar.write(f"{folder}: another process is training it; skipping it here")
+            bar.update(spec.train.max_iters - steps_done(folder))
             continue
         if status == "unfinished" and (folder / "checkpoint.pt").exists():
             trainer = Trainer.resume(folder, progress=False, verbose=False)

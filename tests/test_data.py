@@ -18,7 +18,7 @@ from torch import nn
 
 import data
 from evaluation import greedy_answers, task_scores
-from data import (IGNORE, Copy, Corpus, DownloadError, Remote, builtin_text, download, load_text,
+from data import (IGNORE, Copy, Corpus, DownloadError, Remote, builtin_text, corpus_name, download, load_text,
                   make_task)
 
 
@@ -268,10 +268,10 @@ def test_cached_file_is_not_downloaded_again(server, tmp_path):
 
 def test_named_remote_corpus_goes_through_the_downloader(server, tmp_path, monkeypatch):
     blob, sha = served(server, "tiny.txt", 5_000)
-    monkeypatch.setitem(data.REMOTES, "shakespeare", Remote(f"{server.url}/tiny.txt", sha, "tiny.txt"))
-    assert load_text("shakespeare", cache_dir=tmp_path, progress=False) == blob.decode("utf-8")
-    c = Corpus.load("shakespeare", "char", cache_dir=tmp_path, progress=False)
-    assert c.name == "shakespeare" and len(c.splits["train"]) + len(c.splits["val"]) == 5_000
+    monkeypatch.setitem(data.REMOTES, "tinystories", Remote(f"{server.url}/tiny.txt", sha, "tiny.txt"))
+    assert load_text("tinystories", cache_dir=tmp_path, progress=False) == blob.decode("utf-8")
+    c = Corpus.load("tinystories", "char", cache_dir=tmp_path, progress=False)
+    assert c.name == "tinystories" and len(c.splits["train"]) + len(c.splits["val"]) == 5_000
     assert server.hits == ["/tiny.txt"]  # downloaded once, then read from the cache
 
 
@@ -294,9 +294,9 @@ def test_an_offline_corpus_is_one_clear_error_not_a_traceback(tmp_path, monkeypa
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setattr(data, "CACHE", tmp_path / "cache")
     url = f"http://127.0.0.1:{closed_port()}/input.txt"
-    monkeypatch.setitem(data.REMOTES, "shakespeare", Remote(url, "0" * 64, "tinyshakespeare.txt"))
+    monkeypatch.setitem(data.REMOTES, "tinystories", Remote(url, "0" * 64, "TinyStories-valid.txt"))
     with pytest.raises(SystemExit) as e:
-        train.main(["--data", "shakespeare", "--out", str(tmp_path / "run"), "--progress", "false"])
+        train.main(["--data", "tinystories", "--out", str(tmp_path / "run"), "--progress", "false"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith("train.py: error: could not download")
     assert "--data builtin" in err and len(err.splitlines()) <= 3
@@ -319,6 +319,22 @@ def test_a_char_tokenizer_of_a_text_with_special_strings_keeps_them_apart():
     ids = tok.encode("<eos>")
     assert len(ids) == 5 and tok.eos_id not in ids and tok.decode(ids) == "<eos>"
     assert tok.decode([tok.eos_id]) == "<eos>"  # the special token itself still decodes as its name
+
+
+def test_shakespeare_ships_with_the_repository_and_is_checked(tmp_path, monkeypatch):
+    """tiny-shakespeare is read offline from data/, never from the cache or the network; an edited copy is
+    refused with the file, both hashes and how to restore it."""
+    monkeypatch.setattr(data, "CACHE", tmp_path / "no-cache")
+    text = load_text("shakespeare")
+    assert len(text) == 1_115_394 and text.startswith("First Citizen:") and not (tmp_path / "no-cache").exists()
+    assert corpus_name("shakespeare") == "shakespeare"
+    path, sha = data.SHIPPED["shakespeare"]
+    bad = tmp_path / "tinyshakespeare.txt"
+    bad.write_text(text[:1000])
+    monkeypatch.setitem(data.SHIPPED, "shakespeare", (bad, sha))
+    with pytest.raises(DownloadError) as e:
+        load_text("shakespeare")
+    assert str(bad) in str(e.value) and sha in str(e.value) and "git checkout" in str(e.value)
 
 
 def test_shipped_remotes_are_pinned():
