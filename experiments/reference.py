@@ -82,31 +82,36 @@ def archs(model: dict) -> dict[str, dict]:
             for arch in architectures(CAUSAL)}
 
 
-def shakespeare_arms(model: dict) -> dict[str, Arm]:
-    """Every registered causal language model at equal budget, and the variants that tell a lead's causes apart:
+def contenders(model: dict, hilt: dict | None = None) -> dict[str, Arm]:
+    """Every registered causal language model at equal budget (`archs`; HILT's fields `hilt` where given), and the
+    variants that tell a lead's causes apart:
     - gpt-nanogpt, hourglass-nanogpt: nanoGPT's learned positions and LayerNorm in place of RoPE and RMSNorm
-      (a lead that comes from the positions shows as a lead of gpt over gpt-nanogpt too);
-    - hourglass-equal-compute: `1@1 4@2 1@1`, 6 layers at the same matrix work per token as the GPT's 4
-      (1 + 4/2 + 1), with 1.5 x its parameters: the Hourglass paper's own comparison;
-    - transformer_xl-mem8, rmt-mem16: RMT against XL at equal memory, two sizes (XL's mem_len = RMT's n_mem:
-      8 with rmt, 16 with transformer_xl);
-    - transformer_xl-windows: XL trained on random windows like the GPT (no stream), evaluated with its memory.
-    HILT's inter-layer transformers are 16 wide (2 heads, 1 layer), not equal_budget's 32: +2.6 % parameters
-    where 32 would add 7.7 %."""
-    d, n, T = model["d_model"], model["n_layer"], model["block_size"]
-    arms = {a: Arm(a, fields) for a, fields in archs(model).items()}
-    arms["hilt"] = Arm("hilt", {"ilt_dim": max(8, d // 8), "ilt_heads": max(1, d // 64), "ilt_layers": 1},
-                       "inter-layer transformers 1/8 of the width")
-    xl, rmt, hg = arms["transformer_xl"].fields, arms["rmt"].fields, arms["hourglass"].fields
+      (the GPT most papers beat; a lead that comes from the positions shows as gpt ahead of gpt-nanogpt too);
+    - hourglass-equal-compute: `1@1 N@2 1@1` for the GPT's N layers, N + 2 layers at the same matrix work per
+      token (1 + N/2 + 1) with 1.5 x its parameters at N = 4: the Hourglass paper's own comparison;
+    - transformer_xl-rmt-memory, rmt-xl-memory: RMT against XL at equal memory, two sizes (XL's mem_len set to
+      RMT's n_mem, to compare with rmt; RMT's n_mem set to XL's mem_len, to compare with transformer_xl);
+    - transformer_xl-windows: XL trained on random windows like the GPT (no stream), evaluated with its memory."""
+    fields = archs(model) | ({"hilt": hilt} if hilt else {})
+    arms = {a: Arm(a, f, "inter-layer transformers of " + str(f["ilt_dim"]) if a == "hilt" and hilt else "")
+            for a, f in fields.items()}
+    xl, rmt, hg, n = fields["transformer_xl"], fields["rmt"], fields["hourglass"], model["n_layer"]
     return {**arms,
             "gpt-nanogpt": Arm("gpt", NANOGPT, "learned positions, LayerNorm"),
             "hourglass-nanogpt": Arm("hourglass", {**hg, **NANOGPT}, "learned positions, LayerNorm"),
             "hourglass-equal-compute": Arm("hourglass", {"hierarchy": f"1@1 {n}@2 1@1", "n_layer": 0},
-                                           "equal compute, 1.5 x the parameters"),
-            "transformer_xl-mem8": Arm("transformer_xl", {**xl, "mem_len": rmt["n_mem"]},
-                                       f"memory {rmt['n_mem']} states a layer (RMT's n_mem)"),
-            "rmt-mem16": Arm("rmt", {**rmt, "n_mem": xl["mem_len"]}, f"{xl['mem_len']} memory tokens (XL's mem_len)"),
+                                           "equal compute, more parameters"),
+            "transformer_xl-rmt-memory": Arm("transformer_xl", {**xl, "mem_len": rmt["n_mem"]},
+                                             f"memory of RMT's size ({rmt['n_mem']})"),
+            "rmt-xl-memory": Arm("rmt", {**rmt, "n_mem": xl["mem_len"]}, f"memory of XL's size ({xl['mem_len']})"),
             "transformer_xl-windows": Arm("transformer_xl", xl, "trained on random windows, not a stream")}
+
+
+def shakespeare_arms(model: dict) -> dict[str, Arm]:
+    """`contenders`, HILT's inter-layer transformers 1/8 of the width (16 at 128: 2 heads of 8, 1 layer; +2.6 %
+    parameters, where equal_budget's quarter would add 7.7 %)."""
+    d = model["d_model"]
+    return contenders(model, {"ilt_dim": max(8, d // 8), "ilt_heads": max(1, d // 64), "ilt_layers": 1})
 
 
 @dataclass(frozen=True)
@@ -117,15 +122,15 @@ class Scale:
     model: dict
     train: dict
     arms: Callable[[dict], dict[str, Arm]]
+    corpus: str             # its corpus in words
     what: str               # the scale in words, for tables and pages
 
 
 SCALES = {
-    "builtin": Scale("builtin", "reference", MODEL, TRAIN,
-                     lambda model: {a: Arm(a, f) for a, f in archs(model).items()},
+    "builtin": Scale("builtin", "reference", MODEL, TRAIN, contenders, "built-in corpus",
                      "0.2 M parameters, 600 steps of 16 x 128 characters of the built-in corpus"),
     "shakespeare": Scale("shakespeare", "reference_shakespeare", SHAKESPEARE_MODEL, SHAKESPEARE_TRAIN,
-                         shakespeare_arms, "0.8 M parameters, 2,000 steps of 12 x 64 characters of tiny-shakespeare"),
+                         shakespeare_arms, "tiny-shakespeare", "0.8 M parameters, 2,000 steps of 12 x 64 characters of tiny-shakespeare"),
 }
 QUICK = {"builtin": (QUICK_MODEL, QUICK_TRAIN),
          "shakespeare": (QUICK_MODEL, {**QUICK_TRAIN, "data": "shakespeare", "beta2": 0.99})}
@@ -194,6 +199,21 @@ def markdown(by_arch: dict[str, list[dict]]) -> str:
 
 MARKERS = ("<!-- reference:start (written by python experiments/reference.py --readme) -->",
            "<!-- reference:end -->")
+
+
+def side_by_side(by_scale: dict[str, dict[str, list[dict]]], metric: str = "bpc") -> str:
+    """One row per contender, at each scale (`by_scale`: scale -> `results`) its `metric`, mean ± std over seeds,
+    and its difference from the GPT of the same seed, mean ± std (negative: ahead of the GPT on bits)."""
+    head = ["contender"] + [f"{SCALES[sc].corpus}: {col}" for sc in by_scale for col in (metric, "minus gpt's")]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for arm in dict.fromkeys(a for by_arch in by_scale.values() for a in by_arch):
+        cells = [arm]
+        for by_arch in by_scale.values():
+            rs, base = by_arch.get(arm, []), by_arch["gpt"]
+            cells += [mean_std([r[metric] for r in rs], 3), mean_std([r[metric] - b[metric] for r, b in zip(rs, base)], 3)
+                      ] if rs else ["", ""]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def readme_with_table(text: str, table: str) -> str:

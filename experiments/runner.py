@@ -68,9 +68,9 @@ def differences(spec: Spec, folder: Path) -> list[str]:
 
 def run_all(specs: list[Spec], root: Path, progress: bool = True) -> list[Path]:
     """Train every spec into root/<name> that is not finished yet (see the module's docstring); returns the
-    run folders in the order of `specs`. A folder another process is training is refused by its lock, and a
-    folder holding a run of other configs (the experiment was changed since) is refused before anything
-    trains, naming the fields: its results would otherwise be reported for configs they do not have."""
+    run folders in the order of `specs`. A folder another process is training is skipped, and a folder holding
+    a run of other configs (the experiment was changed since) is refused before anything trains, naming the
+    fields: its results would otherwise be reported for configs they do not have."""
     folders = [root / s.name for s in specs]
     stale = {f: d for s, f in zip(specs, folders) if (f / "train_config.json").exists() and (d := differences(s, f))}
     if stale:
@@ -99,15 +99,21 @@ def _run_list(specs: list[Spec], folders: list[Path], bar) -> None:
             bar.write(f"{folder}: another process is training it; skipping it here")
             bar.update(spec.train.max_iters - steps_done(folder))
             continue
-        if status == "unfinished" and (folder / "checkpoint.pt").exists():
-            trainer = Trainer.resume(folder, progress=False, verbose=False)
-        else:
-            if status == "unfinished":
-                bar.write(f"{folder}: an unfinished run without a checkpoint; starting it again")
-            trainer = Trainer(spec.model, spec.train, folder, progress=False, verbose=False,
-                              overwrite=status == "unfinished")
-        trainer.after_step = lambda t: bar.update(1)
-        trainer.run()
+        try:
+            if status == "unfinished" and (folder / "checkpoint.pt").exists():
+                trainer = Trainer.resume(folder, progress=False, verbose=False)
+            else:
+                if status == "unfinished":
+                    bar.write(f"{folder}: an unfinished run without a checkpoint; starting it again")
+                trainer = Trainer(spec.model, spec.train, folder, progress=False, verbose=False,
+                                  overwrite=status == "unfinished")
+            trainer.after_step = lambda t: bar.update(1)
+            trainer.run()
+        except tools.RunFolderError:
+            if runs.run_status(folder) != "training":
+                raise
+            bar.write(f"{folder}: another process started it a moment ago; skipping it here")  # both saw it absent
+            continue
         if trainer.stopped:
             bar.close()
             raise SystemExit(f"{spec.name}: {trainer.stopped}\nrun the same command again to continue the list")

@@ -154,12 +154,13 @@ def test_the_results_page_is_the_one_the_run_folders_give():
 
 
 def test_the_readme_reference_table_is_the_one_the_run_folders_give():
-    folders = [reference.folder() / s.name for s in reference.specs()]
-    assert all(runs.run_status(f) == "finished" for f in folders), "train them: python experiments/reference.py"
+    """The README's table is the larger reference scale's (tiny-shakespeare)."""
+    folders = [reference.folder(scale="shakespeare") / s.name for s in reference.specs(scale="shakespeare")]
+    command = "python experiments/reference.py --scale shakespeare"
+    assert all(runs.run_status(f) == "finished" for f in folders), f"train them: {command}"
     readme = (ROOT / "README.md").read_text()
     table = reference.markdown(reference.results(folders))
-    assert readme == reference.readme_with_table(readme, table), \
-        "README's reference table is stale: run python experiments/reference.py --readme"
+    assert readme == reference.readme_with_table(readme, table), f"README's reference table is stale: run {command} --readme"
 
 
 def test_a_stored_evaluation_is_what_evaluating_the_run_gives_today():
@@ -207,9 +208,29 @@ def test_a_run_shipped_without_weights_keeps_its_scores_and_its_command_retrains
 
 def test_every_shipped_experiment_run_is_finished_and_evaluated():
     collections = runs.shipped_collections()
-    assert {c.name for c in collections} == {"reference", "reproduce", "spread"}
+    assert {c.name for c in collections} == {"reference", "reference_shakespeare", "reproduce", "spread"}
     folders = [p.parent for c in collections for p in c.rglob("model_config.json")]
     assert len(folders) >= 18
     for run in folders:
         assert runs.run_status(run) == "finished", run
         assert tools.load_json(run / "evaluation.json")["version"] == evaluation.EVALUATION_VERSION, run
+
+
+def test_two_processes_share_a_list_each_skipping_the_run_the_other_trains(tmp_path, monkeypatch, capsys):
+    specs = [tiny("a", 0), tiny("b", 1), tiny("c", 2)]
+    (tmp_path / "b").mkdir()
+    with runs.RunLock(tmp_path / "b"):  # "another process" trains b for the whole list
+        runner.run_all(specs, tmp_path, progress=False)
+        assert runs.run_status(tmp_path / "b") == "training"
+    assert "another process is training it; skipping it here" in capsys.readouterr().out
+    assert [runs.run_status(tmp_path / n) for n in "abc"] == ["finished", "unfinished", "finished"]
+    assert not (tmp_path / "b" / "model.pt").exists()  # the skipped run was left alone
+    # both saw d absent: the other process claims it between this one's look and its start; this one skips it
+    real, other = Trainer.run, runs.RunLock(tmp_path / "d")
+    monkeypatch.setattr(Trainer, "run", lambda self: (other.__enter__(), real(self)))
+    try:
+        runner.run_all([tiny("d", 3)], tmp_path, progress=False)
+        assert runs.run_status(tmp_path / "d") == "training"
+    finally:
+        other.__exit__(None, None, None)
+    assert "another process started it a moment ago; skipping it here" in capsys.readouterr().out

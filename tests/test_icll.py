@@ -115,3 +115,18 @@ def test_both_layouts_and_a_model_run_it():
 def test_invalid_vocab_is_rejected():
     with pytest.raises(ValueError, match="task_vocab = 3"):
         make_task("icll", task_vocab=3)
+
+
+def test_the_in_context_bigram_counter_predicts_the_letter_that_most_often_followed_in_this_example():
+    task = make_task("icll")
+    sep, bar = task.tokenizer.sep_id, task.sep_symbol
+    a, b, c = (task.first + i for i in range(3))
+    row = LegalBatch(x=torch.tensor([[sep, a, b, a, c, a, bar, a]]), y=None)
+    # nothing seen after a token yet: the token itself; ties: the first seen; `|` is never counted nor guessed;
+    # a string's start (after <sep> or `|`) counts as one token
+    assert task.bigram_letters(row).tolist() == [[sep, a, b, b, c, b, a, b]]
+    # it learns in context: on held-out examples it is right more often late in the answer than early
+    batches = task.val_batches(8, 32, seed=0)
+    hits, scored = zip(*(task.legal_hits(x, task.bigram_letters(x)) for x in batches))
+    m = task.legal_metrics(list(hits), list(scored), batches)
+    assert m["val_legal_last"] > m["val_legal_first"] + 0.03 and m["val_legal"] > 2 * m["val_chance"], m

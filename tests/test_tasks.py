@@ -163,6 +163,19 @@ def test_curriculum_grows_one_segment_at_a_time_to_the_full_task(name, seg_len):
     assert len(stages) > 2
 
 
+def test_quadratic_equations_shrink_by_cutting_the_worked_solution_short():
+    from data import curriculum_stages
+    task = make_task("sqeq")
+    prompts, answers = task.examples(5, np.random.default_rng(0))
+    for steps, small in enumerate(task.smaller(), 1):  # the same draws: the answer's first `steps` fields
+        p, a = small.examples(5, np.random.default_rng(0))
+        assert (p == prompts).all() and decode_rows(small, a) == [";".join(r.split(";")[:steps])
+                                                                for r in decode_rows(task, answers)]
+    assert [(t.steps, t.seq_len) for t in curriculum_stages(task, 16)] == [(1, 42), (3, 62)]  # 3, then 4 segments
+    with pytest.raises(ValueError, match="steps = 4 is not valid"):
+        QuadraticEquations(steps=4)
+
+
 def test_a_task_of_one_size_has_no_curriculum():
     from data import curriculum_stages
     with pytest.raises(ValueError, match="has one size only.*copy"):

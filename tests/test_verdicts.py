@@ -165,3 +165,17 @@ def test_the_bpc_margins_are_the_spread_of_the_spare_seed_runs():
     for metric in ("bpc", "stream_bpc"):
         values = [tools.load_json(f / "evaluation.json")[metric] for f in folders]
         assert MARGINS[metric] == round(statistics.stdev(values), 3), metric
+
+
+def test_where_the_verdict_changes_with_the_scale_or_the_baseline_the_page_says_so():
+    c = lambda label, group: reproduce.Comparison(label, "a", "b", "bpc", True, "", group=group)
+    ahead, level = ([3.0, 3.1, 3.2], [3.5, 3.6, 3.7]), ([3.0, 3.1, 3.2], [3.0, 3.1, 3.2])
+    judged = [(c(f"{scale}: X vs {base}, bpc", "X, bpc"), judge(*scores, True, 0.03))
+              for scale, base, scores in (("small", "GPT", ahead), ("large", "GPT", level), ("large", "nanoGPT", ahead))]
+    judged += [(c("small: Y vs GPT, bpc", "Y, bpc"), judge(*ahead, True, 0.03)),
+               (c("large: Y vs GPT, bpc", "Y, bpc"), judge(*ahead, True, 0.03))]
+    lines = reproduce.changes(judged)
+    assert lines[1].startswith("**Where the verdict changes**") and len(lines) == 3  # X flips, Y does not
+    assert lines[2] == ("- X, bpc: reproduced against GPT on small; not reproduced: no difference against GPT on "
+                        "large; reproduced against nanoGPT on large.")
+    assert reproduce.changes(judged[3:]) == []

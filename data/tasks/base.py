@@ -147,7 +147,8 @@ class Task:
         rng = np.random.default_rng(seed)
         return [self.batch(batch_size, rng, layout, split, exclude) for _ in range(n)]
 
-    size_field = ""  # the constructor argument that sets how long an example is, for tasks that can shrink
+    size_field = ""  # the constructor argument (and attribute) that sets how long an example is, for tasks
+                     # that can shrink
 
     def smaller(self) -> list["Task"]:
         """The same task at every smaller size (size_field from 1 up), shortest first; [] when it cannot
@@ -155,7 +156,7 @@ class Task:
         if not self.size_field:
             return []
         fields = dict(task_len=self.task_len, task_vocab=self.task_vocab, n_keys=self.n_keys)
-        return [type(self)(**{**fields, self.size_field: n}) for n in range(1, fields[self.size_field])]
+        return [type(self)(**{**fields, self.size_field: n}) for n in range(1, getattr(self, self.size_field))]
 
     @property
     def seq_len(self) -> int:

@@ -129,6 +129,22 @@ class InContextLanguages(Task):
         specials aside."""
         return self.first + logits[..., self.first:self.first + self.task_vocab].argmax(-1)
 
+    def bigram_letters(self, batch: LegalBatch) -> torch.Tensor:
+        """(B, T) the letters an in-context bigram counter predicts: after token a, the letter that followed a
+        most often so far in this example (a string's start, after `<sep>` or `|`, counts as one token; ties: the
+        first seen; nothing seen yet: a itself). The simplest learner in context, a yardstick for models
+        (notebook 10): it knows which letters follow which, never the automaton's state."""
+        bounds = {self.sep_symbol, self.tokenizer.sep_id}
+        pred = torch.zeros_like(batch.x)
+        for r, row in enumerate(batch.x.tolist()):
+            counts: dict = {}
+            for t, tok in enumerate(row):
+                seen = counts.setdefault("start" if tok in bounds else tok, {})
+                pred[r, t] = max(seen, key=seen.get) if seen else tok
+                if t + 1 < len(row) and row[t + 1] not in bounds:
+                    seen[row[t + 1]] = seen.get(row[t + 1], 0) + 1
+        return pred
+
     def legal_hits(self, batch: LegalBatch, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(hit, scored), (B, T) bool each: the greedy letter `pred` is legal; the position is scored."""
         scored = batch.legal.any(-1)

@@ -1,7 +1,7 @@
 """The RMT paper's tasks (Bulatov et al. 2022, arXiv 2207.06881, section 4): copy, reverse, associative
 retrieval and quadratic equations with the worked solution. Each is scored by greedy answer accuracy
-(`Task.answer_metrics`); copy, reverse and retrieval can shrink (`Task.smaller`), which the curriculum over
-the number of segments uses (`data.tasks.curriculum_stages`).
+(`Task.answer_metrics`); each can shrink (`Task.smaller`: quadratic equations by cutting the worked solution
+short), which the curriculum over the number of segments uses (`data.tasks.curriculum_stages`).
 """
 from __future__ import annotations
 
@@ -80,9 +80,18 @@ class QuadraticEquations(TextTask):
 
     Roots are integers in (-100, 100), a in +-1..9, s and t in -9..9, so every example has the same length
     (the paper's 30-token slots, here sized for characters). Only the whole answer counts (`val_exact`).
-    task_len, task_vocab and n_keys do not apply."""
+    task_len, task_vocab and n_keys do not apply. `steps` < 3 cuts the worked solution after its first steps
+    (the canonical form; then the discriminant): the smaller tasks of the curriculum over segments."""
     name = "sqeq"
+    size_field = "steps"
     WIDTHS = {"equation": 23, "canonical": 19, "discriminant": 9, "roots": 9}  # longest possible texts
+
+    def __init__(self, task_len: int = 8, task_vocab: int = 10, n_keys: int = 4, steps: int = 3):
+        if steps not in (1, 2, 3):
+            raise ValueError(f"sqeq's steps = {steps} is not valid: 1 (canonical form), 2 (+ discriminant) or 3 "
+                             f"(+ roots, the whole solution)")
+        super().__init__(task_len, task_vocab, n_keys)
+        self.steps = steps
 
     def alphabet(self) -> str:
         return "0123456789+-x^=D;, "
@@ -100,7 +109,7 @@ class QuadraticEquations(TextTask):
         prompt = self.field(f"{a}x^2{b + s:+d}x{c + t:+d}={s}x{t:+d}", w["equation"])
         answer = ";".join([self.field(f"{a}x^2{b:+d}x{c:+d}=0", w["canonical"]),
                            self.field(f"D={b * b - 4 * a * c}", w["discriminant"]),
-                           self.field(f"x={r1},{r2}", w["roots"])])
+                           self.field(f"x={r1},{r2}", w["roots"])][:self.steps])
         return prompt, answer
 
     def texts(self, n, rng):
