@@ -1,13 +1,15 @@
 """Every decoder-only architecture at an equal budget: equal parameters (within 10%), equal training tokens,
 the same data, schedule and seeds — the comparison mnemo exists for.
 
-    python experiments/reference.py              # 6 architectures x 3 seeds, one after the other, one thread
+    python experiments/reference.py                      # the built-in scale: 12 contenders x 3 seeds, one thread
+    python experiments/reference.py --scale shakespeare  # the tiny-shakespeare scale (below; the README's table)
     python experiments/reference.py --quick      # the same pipeline on tiny models (about a minute; CI)
     python experiments/reference.py --table      # no training: the table from the run folders
     python experiments/reference.py --readme     # ... and write it into README.md
 
-Runs go to trained/reference/<arch>-s<seed> (normal run folders; `--quick` ones to
-trained/quick/reference/, shared with `experiments/reproduce.py --quick`). An interrupted list resumes
+Runs go to trained/reference/<contender>-s<seed> (trained/reference_shakespeare/ for the tiny-shakespeare scale;
+normal run folders; `--quick` ones under trained/quick/, shared with `experiments/reproduce.py --quick`). Two
+processes given the same command share its list (each skips the run the other trains). An interrupted list resumes
 where it stopped: run the same command again (finished runs are never retrained; see experiments/runner.py).
 
 Every model: 4 layers' worth of width 64, 4 heads, RoPE, RMSNorm, GELU MLP, block 128 characters of the
@@ -17,12 +19,15 @@ registered causal language model is in the comparison):
 - transformer_xl: segments of 32 with a memory of the 32 previous positions per layer;
 - rmt: segments of 32 with 4 memory tokens (the 4 x 64 memory embedding: +0.1%);
 - hourglass: `1@1 2@2 1@1` (the same 4 layers, the middle two at half length: avg shortening and repeat
-  upsampling add no parameters; less compute than the GPT, the equal-compute claim is in reproduce.py);
+  upsampling add no parameters; less compute than the GPT);
 - memory_mosaics: 4 blocks of contextual and persistent associative memories (+0.1%);
 - hilt: 3 inter-layer transformers of width 16, one layer each (+7.6%).
 Transformer-XL and RMT train as Transformer-XL's paper trains (`--stream true`): each of the 16 batch rows
 reads its own contiguous part of the text, window after window, with the memory carried from step to step;
 the others read random windows, each alone (they carry nothing from one window to the next).
+Beside them, the variants that tell a lead's causes apart (`contenders`): the GPT and the Hourglass with
+nanoGPT's learned positions and LayerNorm, the Hourglass at equal compute, XL and RMT at each other's memory
+size, XL trained on random windows.
 Evaluation (`evaluation.evaluate_run`, kept in each folder's evaluation.json): the same 8 x 16
 validation windows for every run (seed 0): loss of the final weights, bits per character, top-1 and top-5
 accuracy; loss by position in the context; and the validation text read in order (`stream_bpc`: XL and RMT
@@ -108,7 +113,7 @@ def contenders(model: dict, hilt: dict | None = None) -> dict[str, Arm]:
 
 
 def shakespeare_arms(model: dict) -> dict[str, Arm]:
-    """`contenders`, HILT's inter-layer transformers 1/8 of the width (16 at 128: 2 heads of 8, 1 layer; +2.6 %
+    """`contenders`, HILT's inter-layer transformers 1/8 of the width (16 at 128: 2 heads of 8, 1 layer; +2.7 %
     parameters, where equal_budget's quarter would add 7.7 %)."""
     d = model["d_model"]
     return contenders(model, {"ilt_dim": max(8, d // 8), "ilt_heads": max(1, d // 64), "ilt_layers": 1})
@@ -172,7 +177,7 @@ def results(folders: list[Path]) -> dict[str, list[dict]]:
 
 def mean_std(values: list[float], digits: int) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+    return f"{round(statistics.mean(values), digits) + 0.0:.{digits}f} ± {sd:.{digits}f}"  # + 0.0: no "-0.000"
 
 
 def part(by_position, start: int, stop: int, eighths: int = 8) -> float:

@@ -282,6 +282,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 FIG4 = rmt_figure4.PAPER
 METRIC_WORDS = {"bpc": "bits per character",
                 "stream_bpc": "bits per character of the validation text read in order"}
+METRIC_SHORT = {"bpc": "windows", "stream_bpc": "read in order"}
 BASELINES = {"gpt": "GPT", "gpt-nanogpt": "nanoGPT-style GPT"}  # mnemo's (RoPE, RMSNorm) and nanoGPT's
 
 
@@ -302,8 +303,8 @@ def against_gpts(arm: str, words: str):
 def rmt_xl_pairs(scale: str) -> list[tuple]:
     """RMT against XL at equal memory, two sizes: RMT against XL with mem_len set to RMT's n_mem (the smaller),
     and RMT with n_mem set to XL's mem_len against XL (experiments/reference.py's contenders)."""
-    return [("rmt", "RMT, the smaller memory", "transformer_xl-rmt-memory", "XL with RMT's memory size"),
-            ("rmt-xl-memory", "RMT, the larger memory", "transformer_xl", "XL (its memory size)")]
+    return [("rmt", "RMT with the smaller memory", "transformer_xl-rmt-memory", "XL with RMT's memory size"),
+            ("rmt-xl-memory", "RMT with the larger memory", "transformer_xl", "XL (its memory size)")]
 
 
 # The papers' scales, only what was read in them (or in the authors' code, said so); "not stated here" otherwise.
@@ -362,12 +363,12 @@ CLAIMS = [
           "(docs/architectures/hilt.md); the main model's size and data not stated here",
           note="The comparison is ours, not the README's: held-out bits per character against the GPTs of "
                "experiments/reference.py at both its scales (HILT has 7.6% more parameters on the built-in corpus, "
-               "2.6% more on tiny-shakespeare: its inter-layer transformers)."),
+               "2.7% more on tiny-shakespeare: its inter-layer transformers)."),
     Claim("memory_mosaics", "Memory Mosaics match a GPT on language modelling and beat it in context",
           "Zhang et al. 2024, arXiv 2405.06394", mm_runs,
           [Comparison("icll: legal greedy next tokens", "mm-icll", "gpt-icll", "val_legal", False,
                       "better in context (in-context language learning: RegBench)"),
-           Comparison(f"icll: legal greedy next tokens, against the GPT trained {PLATEAU_STEPS // 500} x as long",
+           Comparison(f"icll: legal greedy next tokens against the GPT trained {PLATEAU_STEPS // 500} x as long",
                       "mm-icll", "gpt-icll-plateau", "val_legal", False, "(the control trained to its plateau)")]
           + lm_comparisons(against_gpts("memory_mosaics", "Memory Mosaics"), "matches a GPT", claim="matches"),
           "BabiStories, 474,704,907 GPT-2 tokens of training text in 2.2M stories (its Table 1), on 64 V100 GPUs; "
@@ -506,10 +507,16 @@ def comparisons(claim: Claim, sides: Sides, scores: dict[Path, dict]) -> tuple[l
                      "a": va, "b": vb})
         v = judge(va, vb, c.lower_is_better, margin_for(c.metric), c.claim)
         judged.append((c, v))
-        verdicts.append(f"{c.label.split(',')[0]}: **{v.outcome}**")
+        verdicts.append(f"{short(c)}: **{v.outcome}**")
         lines.append(f"| {c.label} | {c.paper} | {c.better} {spread(va)} | {c.baseline} {spread(vb)} "
                      f"| {difference(v)} | {v.margin:.3f} | {v.seeds} | {v.outcome} |")
     return lines + changes(judged), rows, verdicts
+
+
+def short(c: Comparison) -> str:
+    """A comparison's label in the page's summary: the label up to its first comma (a language-modelling one:
+    up to its metric's words, and which reading)."""
+    return f"{c.label.rsplit(', ', 1)[0]} ({METRIC_SHORT[c.metric]})" if c.group else c.label.split(",")[0]
 
 
 def changes(judged: list[tuple[Comparison, Verdict]]) -> list[str]:

@@ -234,3 +234,14 @@ def test_two_processes_share_a_list_each_skipping_the_run_the_other_trains(tmp_p
     finally:
         other.__exit__(None, None, None)
     assert "another process started it a moment ago; skipping it here" in capsys.readouterr().out
+
+
+def test_both_scales_side_by_side_pair_each_contender_with_the_gpt_of_its_seed():
+    runs_of = lambda *bpc: [{"bpc": b} for b in bpc]
+    by_scale = {"builtin": {"gpt": runs_of(2.0, 2.2), "hilt": runs_of(1.9, 2.3)},
+                "shakespeare": {"gpt": runs_of(1.5, 1.6), "hilt": runs_of(1.4, 1.4), "rmt": runs_of(1.7, 1.7)}}
+    rows = reference.side_by_side(by_scale).splitlines()
+    assert rows[0] == ("| contender | built-in corpus: bpc | built-in corpus: minus gpt's | tiny-shakespeare: bpc "
+                       "| tiny-shakespeare: minus gpt's |")
+    assert rows[3] == "| hilt | 2.100 ± 0.283 | 0.000 ± 0.141 | 1.400 ± 0.000 | -0.150 ± 0.071 |"  # paired by seed
+    assert rows[4] == "| rmt |  |  | 1.700 ± 0.000 | 0.150 ± 0.071 |"  # a contender of one scale only
