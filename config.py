@@ -496,7 +496,8 @@ class TrainConfig(Config):
     """The training loop, the data it reads, and the task (if any)."""
     data: str = option("builtin", "corpus: builtin (Python's pydoc topics, ships with Python), builtin-records "
                                "(docstring summaries of Python's built-ins, one record each), shakespeare (ships, "
-                               "checksummed), tinystories (downloaded and cached), or a path to a UTF-8 text file; with "
+                               "checksummed), tinystories (downloaded and cached), or a path to a UTF-8 text file; "
+                               "with "
                                "--task classify, a TSV/CSV file with a header (builtin: the synthetic majority "
                                "sentences)")
     records: bool = option(False, "read --data as records separated by blank lines, each trained as <bos> "

@@ -135,7 +135,8 @@ SCALES = {
     "builtin": Scale("builtin", "reference", MODEL, TRAIN, contenders, "built-in corpus",
                      "0.2 M parameters, 600 steps of 16 x 128 characters of the built-in corpus"),
     "shakespeare": Scale("shakespeare", "reference_shakespeare", SHAKESPEARE_MODEL, SHAKESPEARE_TRAIN,
-                         shakespeare_arms, "tiny-shakespeare", "0.8 M parameters, 2,000 steps of 12 x 64 characters of tiny-shakespeare"),
+                         shakespeare_arms, "tiny-shakespeare",
+                         "0.8 M parameters, 2,000 steps of 12 x 64 characters of tiny-shakespeare"),
 }
 QUICK = {"builtin": (QUICK_MODEL, QUICK_TRAIN),
          "shakespeare": (QUICK_MODEL, {**QUICK_TRAIN, "data": "shakespeare", "beta2": 0.99})}
@@ -215,8 +216,8 @@ def side_by_side(by_scale: dict[str, dict[str, list[dict]]], metric: str = "bpc"
         cells = [arm]
         for by_arch in by_scale.values():
             rs, base = by_arch.get(arm, []), by_arch["gpt"]
-            cells += [mean_std([r[metric] for r in rs], 3), mean_std([r[metric] - b[metric] for r, b in zip(rs, base)], 3)
-                      ] if rs else ["", ""]
+            diffs = [r[metric] - b[metric] for r, b in zip(rs, base)]
+            cells += [mean_std([r[metric] for r in rs], 3), mean_std(diffs, 3)] if rs else ["", ""]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

@@ -636,8 +636,9 @@ def rule() -> list[str]:
             "mean's 95% Student-t interval, shown as `mean [low, high]`. " + said[0], "", said[1], "",
             "**The margins** (`evaluation.MARGINS`):", *margins, "",
             "The margins' rule was fixed in code before the spare-seed runs that measure the bits-per-character "
-            "margin were trained, and before any of the three-seed retrieval runs, the tiny-shakespeare scale's runs, the "
-            "built-in scale's variants (nanoGPT-style, equal memory, XL on windows) and the HMU's five-seed runs (whose "
+            "margin were trained, and before any of the three-seed retrieval runs, the tiny-shakespeare scale's runs, "
+            "the built-in scale's variants (nanoGPT-style, equal memory, XL on windows) and the HMU's five-seed runs "
+            "(whose "
             "remedy for posterior collapse was chosen by a rule of its own, also fixed before its runs: notebook 11); "
             "the other comparisons on this page were trained, and their numbers known, before this rule replaced the "
             "earlier one (ahead on every seed; a 2% band for matches)."]

@@ -42,8 +42,15 @@ def test_a_users_run_does_not_dirty_the_checkout():
     for p in runs.shipped_runs():
         assert not ignored(f"trained/{p.name}/model.pt") and not ignored(f"trained/{p.name}/README.md")
     for c in runs.shipped_collections():
-        assert not ignored(f"trained/{c.name}/gpt-s0/model.pt")
+        for name in ("log.csv", "evaluation.json"):
+            assert not ignored(f"trained/{c.name}/gpt-s0/{name}")
         assert ignored(f"trained/{c.name}/gpt-s0/checkpoint.pt")  # the optimizer state stays home
+    # an experiment's runs ship without weights (evaluation.json keeps their scores, sha256 and retrain
+    # command), but those a notebook or test loads
+    for run in ("reference_shakespeare/gpt-s0", "reproduce/rmt/rmt-copy-6x4-s0"):
+        assert ignored(f"trained/{run}/model.pt")
+    for run in ("reference/gpt-s0", "reproduce/hmu/hmu-random-s0"):
+        assert not ignored(f"trained/{run}/model.pt")
     assert not ignored("trained/shipped.txt")
 
 
