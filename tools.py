@@ -406,3 +406,29 @@ def exit_on_interrupt(prog: str, what: str, then: str = ""):
         if old is not None:
             signal.signal(signal.SIGTERM, old)
 
+
+
+# --- the notebooks' exercises -----------------------------------------------------------------------------------
+def check(answer, expected, what: str = "your answer", tol: float = 0.0) -> bool:
+    """The verdict on one exercise of a notebook, printed and returned (never raised, so that a fresh kernel
+    runs the learner's cell before it is answered). `...` (Ellipsis) means not answered yet. Numbers agree
+    within `tol` (absolute), tensors and arrays element-wise within `tol` and of the same shape, anything else
+    by `==`. The expected value is never printed: the collapsed solution below the exercise shows it."""
+    if answer is ...:
+        print(f"{what}: not answered yet (replace the ... and run the cell again)")
+        return False
+    try:
+        if isinstance(expected, (torch.Tensor, np.ndarray)):
+            a = answer if torch.is_tensor(answer) else torch.as_tensor(np.asarray(answer))
+            e = torch.as_tensor(expected)
+            right = a.shape == e.shape and torch.allclose(a.double(), e.double(), rtol=0.0, atol=tol)
+        elif isinstance(expected, (int, float)) and not isinstance(expected, bool):
+            right = not isinstance(answer, bool) and abs(float(answer) - float(expected)) <= tol
+        else:
+            right = answer == expected
+    except (TypeError, ValueError, RuntimeError):
+        right = False
+    shown = answer if not isinstance(answer, float) else round(answer, 4)
+    print(f"right: {what} = {shown}" if right else
+          f"not yet: {what} = {shown!r}; think again, or open the solution")
+    return bool(right)

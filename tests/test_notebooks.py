@@ -187,3 +187,66 @@ def test_every_notebook_finds_the_repository_by_walking_up():
             if r.returncode != 0 or r.stdout.strip() != str(root):
                 problems.append(f"from {where}: {r.stderr.strip()[-300:] or r.stdout}")
     assert not problems, "\n".join(problems)
+
+
+EXERCISE = re.compile(r"^#+\s*Exercise\b", re.M)
+HEADING = re.compile(r"^#+\s", re.M)
+
+
+def exercises(nb):
+    """Each exercise of a notebook: (its heading line, the cells up to the next heading)."""
+    cells, found = nb["cells"], []
+    for i, c in enumerate(cells):
+        if c["cell_type"] == "markdown" and EXERCISE.search(source(c)):
+            body = []
+            for d in cells[i + 1:]:
+                if d["cell_type"] == "markdown" and HEADING.search(source(d)):
+                    break
+                body.append(d)
+            found.append((EXERCISE.search(source(c)).group(0) + source(c).split("Exercise", 1)[1].split("\n")[0],
+                          body))
+    return found
+
+
+def exercise_problems(name, nb):
+    """What is wrong with a notebook's exercises (docs/design.md#notebooks): at least three, each with a cell
+    the learner answers (it calls `tools.check` and, stored unanswered, says so), then a collapsed solution
+    (JupyterLab's `source_hidden`) that nbval runs and whose stored check says "right"."""
+    found, problems = exercises(nb), []
+    if len(found) < 3:
+        problems.append(f"{name}: {len(found)} exercises under a heading that begins 'Exercise', at least 3 wanted")
+    for heading, body in found:
+        code = [c for c in body if c["cell_type"] == "code"]
+        solutions = [c for c in code if c.get("metadata", {}).get("jupyter", {}).get("source_hidden")]
+        learner = [c for c in code if c not in solutions]
+        said = lambda c: "".join(text(o) for o in c.get("outputs", []))  # noqa: E731
+        if not any("check(" in source(c) and "not answered yet" in said(c) for c in learner):
+            problems.append(f"{name} {heading!r}: no cell left for the learner that calls check() unanswered")
+        if not solutions or not all(re.search(r"^right: ", said(c), re.M) for c in solutions):
+            problems.append(f"{name} {heading!r}: no collapsed solution cell whose check prints 'right: '")
+        if code and code[0] in solutions:
+            problems.append(f"{name} {heading!r}: the solution comes before the learner's cell")
+    return problems
+
+
+def test_every_notebook_ends_with_exercises_that_check_themselves():
+    problems = [f for p, nb in notebooks() for f in exercise_problems(p.name, nb)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_exercise_check_sees_each_fault():
+    def cell(kind, src, out=None, hidden=False):
+        c = {"cell_type": kind, "source": src, "metadata": {"jupyter": {"source_hidden": True}} if hidden else {}}
+        if kind == "code":
+            c["outputs"] = [{"output_type": "stream", "name": "stdout", "text": out}] if out else []
+        return c
+    good = [cell("markdown", "### Exercise 1: one"), cell("code", "check(..., 3)", "n: not answered yet (...)"),
+            cell("code", "check(3, 3)", "right: n = 3", hidden=True)]
+    assert exercise_problems("nb", {"cells": good * 3}) == []
+    assert "at least 3" in exercise_problems("nb", {"cells": good * 2})[0]
+    unchecked = [good[0], cell("code", "x = 1"), good[2]]
+    assert "unanswered" in exercise_problems("nb", {"cells": good * 2 + unchecked})[0]
+    wrong = [good[0], good[1], cell("code", "check(2, 3)", "not yet: n = 2", hidden=True)]
+    assert "'right: '" in exercise_problems("nb", {"cells": good * 2 + wrong})[0]
+    shown = [good[0], good[1], cell("code", "check(3, 3)", "right: n = 3")]
+    assert "'right: '" in exercise_problems("nb", {"cells": good * 2 + shown})[0]
