@@ -32,6 +32,7 @@ import torch
 import runs
 import tools
 from data import IGNORE, Batch, Corpus, Records, Stream, digests, task_from_config, without_source
+from modules.attention import KVCache
 
 
 @contextlib.contextmanager
@@ -287,6 +288,50 @@ def evaluate_run(folder, n: int = 8, batch_size: int | None = None, seed: int = 
     if stream is not None:
         out.update(stream_scores(model, stream, tok, device=device))
     return out
+
+
+# --- what a model remembers: the state it carries, how far back it reads --------------------------------
+def tensor_bytes(obj) -> int:
+    """Bytes of every tensor reachable from a streaming state (lists, attributes, KV caches); of a KV cache,
+    the positions it holds, not the spare room of its buffers (which double when full)."""
+    if isinstance(obj, KVCache):
+        return tensor_bytes([obj.k, obj.v])
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(o) for o in obj)
+    if hasattr(obj, "__dict__"):
+        return sum(tensor_bytes(v) for v in vars(obj).values())
+    return 0
+
+
+@torch.no_grad()
+def state_bytes(model, ids: torch.Tensor) -> int:
+    """Bytes of the state `model` carries after reading `ids` (1, T) one token at a time: all it keeps of the
+    past to go on (a GPT's KV cache, XL's memory and the cache of its current segment, RMT's memory vectors
+    and the same, the running sums and stored keys and values of Memory Mosaics)."""
+    with eval_mode(model):
+        state = model.init_state(ids.shape[0])
+        for t in range(ids.shape[1]):
+            model(ids[:, t:t + 1], state)
+    return tensor_bytes(state)
+
+
+@torch.no_grad()
+def reach(model, ids: torch.Tensor, other: torch.Tensor, at: int | None = None, tol: float = 1e-5) -> int:
+    """How far back the prediction at position `at` (default the last) of `ids` (1, T) reads, measured by
+    perturbation: each earlier position p where `other` (1, T) differs from `ids` is changed to `other`'s
+    token, one at a time, in one batch; the reach is at - p for the farthest p whose change moves the logits at
+    `at` (by more than `tol`), 0 when only its own token does. The whole sequence goes through the model in one
+    call, as in training, so a segmented model carries its memory across its segments."""
+    at = ids.shape[1] - 1 if at is None else at
+    where = [p for p in range(at + 1) if other[0, p] != ids[0, p]]
+    rows = ids.repeat(1 + len(where), 1)                                 # (1 + P, T): row 0 untouched
+    rows[range(1, len(where) + 1), where] = other[0, where]
+    with eval_mode(model):
+        logits = model(rows).logits[:, at]                               # (1 + P, V)
+    moved = [p for p, d in zip(where, (logits[1:] - logits[:1]).abs().amax(-1)) if d > tol]
+    return at - min(moved) if moved else 0
 
 
 # --- stored in the run folder -----------------------------------------------------------------------

@@ -38,22 +38,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from config import model_config  # noqa: E402
+from evaluation import tensor_bytes  # noqa: E402  (the notebooks import it from here too)
 from modules import build_model  # noqa: E402
 
 MODEL = dict(n_layer=4, n_head=4, d_model=128, pos="rope", vocab_size=256)
 ARCHS = {"gpt": {}, "transformer_xl": {"seg_len": 64, "mem_len": 64}, "rmt": {"seg_len": 64, "n_mem": 16}}
 WARMUP = 64
-
-
-def tensor_bytes(obj) -> int:
-    """Bytes of every tensor reachable from a streaming state (lists, attributes, KV buffers)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, (list, tuple)):
-        return sum(tensor_bytes(o) for o in obj)
-    if hasattr(obj, "__dict__"):
-        return sum(tensor_bytes(v) for v in vars(obj).values())
-    return 0
 
 
 def rss_kb(field: str) -> int:

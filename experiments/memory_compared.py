@@ -1,0 +1,93 @@
+"""Every memory mechanism of mnemo on one task, at equal size: the segmented Transformer (no memory),
+Transformer-XL, RMT, Memory Mosaics, the Hourglass and a GPT that sees the whole example, on copy and on
+associative retrieval, three seeds each. notebooks/12_memory_compared reads the runs.
+
+    python experiments/memory_compared.py            # train what is missing (resumable), then the table
+    python experiments/memory_compared.py --table    # the table from the run folders only
+
+The segmented Transformer, XL and RMT are the RMT reproduction's runs (experiments/reproduce.py --claims rmt
+rmt_retrieval, in trained/reproduce/rmt: copy 6 segments of 4 for 5,000 steps of 32 examples with the
+curriculum over the number of segments; retrieval 4 segments of 3 for 7,500 steps of 128). The three
+mechanisms that see the whole example at once train here, into trained/reproduce/memory, with the same
+settings, steps, batches and seeds; they have no segments, so no curriculum (a curriculum counts segments).
+
+Equal size: every model has 2 layers of width 64 with 4 heads (about 99,600 parameters), except the Hourglass,
+whose smallest hierarchy has 3 layers (`1@1 1@2 1@1`: one at full length, one at half, one at full); it is
+width 52 with 2 heads of 26 (RoPE needs an even head width) to stay within 2% of the others' parameters.
+
+Each run is scored by the evaluation protocol (evaluation.stored_evaluation: greedy answers on examples no
+training run drew). Seed 0 of every arm ships its weights, so the notebook can measure, on the trained
+models, the bytes of state each carries and how far back each reads (evaluation.state_bytes, evaluation.reach).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import tools  # noqa: E402
+from config import TrainConfig, model_config  # noqa: E402
+from experiments import reproduce, rmt_figure4  # noqa: E402
+from experiments.runner import Spec, run_all  # noqa: E402
+
+SEEDS = reproduce.SEEDS
+TASKS = ("copy", "retrieval")
+# arm -> (label, what it carries from one part of the example to the next)
+ARMS = {"tf": ("segmented Transformer", "nothing: each segment alone"),
+        "xl": ("Transformer-XL", "each layer's last 4 hidden states, without gradient"),
+        "rmt": ("RMT", "4 memory vectors, written and read by the same layers"),
+        "mm": ("Memory Mosaics", "every key and value so far (associative memories)"),
+        "hourglass": ("Hourglass", "the whole example, shortened 2x in the middle layer"),
+        "gpt": ("GPT, full context", "the whole example (its KV cache)")}
+WHOLE = {"gpt": ("gpt", {}),
+         "mm": ("memory_mosaics", {"pos": "none"}),
+         "hourglass": ("hourglass", {"hierarchy": "1@1 1@2 1@1", "n_layer": 0, "d_model": 52, "n_head": 2})}
+SHAPE = {"copy": "6x4", "retrieval": "4x3"}
+
+
+def folder(arm: str, task: str, seed: int) -> Path:
+    """The run folder of one arm on one task at one seed."""
+    sub = "rmt" if arm in ("tf", "xl", "rmt") else "memory"
+    return tools.TRAINED / "reproduce" / sub / f"{arm}-{task}-{SHAPE[task]}-s{seed}"
+
+
+def specs(quick: bool = False) -> list[Spec]:
+    """The runs this script trains: the three arms that see the whole example, with the settings of the
+    reproduction's runs of the same task and seed (seed by seed, every arm before the next seed)."""
+    segmented = {(s.name.split("/")[-1]): s for s in reproduce.rmt_runs(quick, TASKS)}
+    out = []
+    for seed in (reproduce.QUICK_SEEDS if quick else SEEDS):
+        for task in TASKS:
+            base = segmented[f"rmt-{task}-{SHAPE[task]}-s{seed}"]
+            for arm, (arch, fields) in WHOLE.items():
+                mcfg = model_config(arch, **{**rmt_figure4.MODEL, **fields})
+                out.append(Spec(f"reproduce/memory/{arm}-{task}-{SHAPE[task]}-s{seed}", mcfg,
+                                replace(base.train, curriculum=0)))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--table", action="store_true", help="no training: the table from the run folders")
+    args = p.parse_args(argv)
+    if not args.table:
+        tools.set_threads(1)
+        run_all(specs(), tools.TRAINED)
+    from evaluation import stored_evaluation
+    print(f"{'arm':24} " + " ".join(f"{t + ' (3 seeds)':>28}" for t in TASKS))
+    for arm, (label, _) in ARMS.items():
+        cells = []
+        for task in TASKS:
+            accs = [stored_evaluation(folder(arm, task, s))["val_acc"] for s in SEEDS
+                    if (folder(arm, task, s) / "evaluation.json").exists() or (folder(arm, task, s) / "model.pt").exists()]
+            cells.append(" ".join(f"{a:.3f}" for a in accs))
+        print(f"{label:24} " + " ".join(f"{c:>28}" for c in cells))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
