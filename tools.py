@@ -409,14 +409,15 @@ def exit_on_interrupt(prog: str, what: str, then: str = ""):
 
 
 # --- the notebooks' exercises -----------------------------------------------------------------------------------
-def check(answer, expected, what: str = "your answer", tol: float = 0.0) -> bool:
-    """The verdict on one exercise of a notebook, printed and returned (never raised, so that a fresh kernel
-    runs the learner's cell before it is answered). `...` (Ellipsis) means not answered yet. Numbers agree
+def check(answer, expected, what: str = "your answer", tol: float = 0.0) -> None:
+    """The verdict on one exercise of a notebook, printed (never raised, so that a fresh kernel runs the
+    learner's cell before it is answered; nor returned, so that Jupyter shows no True or False under it).
+    `...` (Ellipsis) means not answered yet. Numbers agree
     within `tol` (absolute), tensors and arrays element-wise within `tol` and of the same shape, anything else
     by `==`. The expected value is never printed: the collapsed solution below the exercise shows it."""
     if answer is ...:
         print(f"{what}: not answered yet (replace the ... and run the cell again)")
-        return False
+        return
     try:
         if isinstance(expected, (torch.Tensor, np.ndarray)):
             a = answer if torch.is_tensor(answer) else torch.as_tensor(np.asarray(answer))
@@ -431,4 +432,3 @@ def check(answer, expected, what: str = "your answer", tol: float = 0.0) -> bool
     shown = answer if not isinstance(answer, float) else round(answer, 4)
     print(f"right: {what} = {shown}" if right else
           f"not yet: {what} = {shown!r}; think again, or open the solution")
-    return bool(right)
