@@ -10,6 +10,10 @@ rmt_retrieval, in trained/reproduce/rmt: copy 6 segments of 4 for 5,000 steps of
 curriculum over the number of segments; retrieval 4 segments of 3 for 7,500 steps of 128). The three
 mechanisms that see the whole example at once train here, into trained/reproduce/memory, with the same
 settings, steps, batches and seeds; they have no segments, so no curriculum (a curriculum counts segments).
+They keep held-out examples apart (TrainConfig.heldout), as retrieval's runs do and copy's could not (they
+predate held-out examples, so their evaluation leaves out every example they drew instead): all are scored on
+the same held-out split. A new copy run trained without held-out examples could not be scored at all: drawn
+with the evaluation's own seed, its first batches are the evaluation's examples.
 
 Equal size: every model has 2 layers of width 64 with 4 heads (about 99,600 parameters), except the Hourglass,
 whose smallest hierarchy has 3 layers (`1@1 1@2 1@1`: one at full length, one at half, one at full); it is
@@ -67,7 +71,7 @@ def specs(quick: bool = False) -> list[Spec]:
             for arm, (arch, fields) in WHOLE.items():
                 mcfg = model_config(arch, **{**rmt_figure4.MODEL, **fields})
                 out.append(Spec(f"reproduce/memory/{arm}-{task}-{SHAPE[task]}-s{seed}", mcfg,
-                                replace(base.train, curriculum=0)))
+                                replace(base.train, curriculum=0, heldout=True)))
     return out
 
 
