@@ -8,8 +8,11 @@
 
 SG is stop-gradient: no gradient ever flows into the memory (XL's truncated BPTT is fixed at depth 0, so it
 has no `bptt_depth` knob; RMT has one). A layer sees up to mem_len tokens of the past at its input, and the
-reach grows by about mem_len per layer. Positions are counted over [memory; segment] (queries at
-M..M+T-1, keys at 0..M+T-1), so the relative bias or RoPE measure the true distance to every memory vector.
+reach grows by mem_len at the first layer and seg_len * ceil(mem_len / seg_len) at each further one (the
+oldest memory vector saw, one layer down, back to its own segment's start): mem_len when it is a multiple of
+seg_len. Positions are counted
+over [memory; segment] (queries at M..M+T-1, keys at 0..M+T-1), so the relative bias or RoPE measure the true
+distance to every memory vector.
 
 Reference: Dai et al. 2019, "Transformer-XL: Attentive Language Models Beyond a Fixed-Length Context"
 (arXiv 1901.02860), code kimiyoung/transformer-xl. Simplifications, on purpose: the paper's own relative

@@ -53,3 +53,20 @@ def test_reach_sees_no_change_where_nothing_changed(example):
 def test_state_bytes_count_what_is_kept_not_spare_room(example, arch, fields, expected):
     ids, _ = example                                             # T = 24: a segment boundary for seg_len 4
     assert state_bytes(model(arch, **fields), ids) == expected
+
+
+@pytest.mark.parametrize("mem_len, seg_len", [(2, 4), (4, 4), (8, 4), (3, 8), (12, 8)])
+def test_xl_reach_grows_by_whole_segments_a_layer(mem_len, seg_len):
+    """From the last position of a segment: its own segment, mem_len more at the first layer, then
+    seg_len * ceil(mem_len / seg_len) at every further layer (the oldest memory vector saw back to its own
+    segment's start), not mem_len a layer when mem_len is not a multiple of seg_len
+    (docs/architectures/transformer_xl.md)."""
+    n = 48
+    ids = torch.randint(4, V, (1, n), generator=torch.Generator().manual_seed(0))
+    other = (ids - 4 + 1) % (V - 4) + 4
+    for layers in (1, 2, 3):
+        torch.manual_seed(0)
+        xl = build_model(model_config("transformer_xl", n_layer=layers, d_model=C, n_head=4, vocab_size=V,
+                                      block_size=n, seg_len=seg_len, mem_len=mem_len))
+        expected = min(n - 1, seg_len - 1 + mem_len + (layers - 1) * seg_len * -(-mem_len // seg_len))
+        assert reach(xl, ids, other) == expected, (layers, mem_len, seg_len)
