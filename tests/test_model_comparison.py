@@ -49,7 +49,7 @@ def test_a_users_run_does_not_dirty_the_checkout():
     # command), but those a notebook or test loads
     for run in ("reference_shakespeare/gpt-s0", "reproduce/rmt/rmt-copy-6x4-s1", "reproduce/rmt/rmt-reverse-4x4-s0"):
         assert ignored(f"trained/{run}/model.pt")
-    for run in ("reference/gpt-s0", "reproduce/hmu/hmu-random-s0", "reproduce/rmt/rmt-copy-6x4-s0",
+    for run in ("reference/gpt-s0", "reference/gpt-s2", "reproduce/hmu/hmu-random-s0", "reproduce/rmt/rmt-copy-6x4-s0",
                 "reproduce/memory/hourglass-retrieval-4x3-s0"):
         assert not ignored(f"trained/{run}/model.pt")
     assert not ignored("trained/shipped.txt")
