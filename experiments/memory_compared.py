@@ -35,19 +35,15 @@ sys.path.insert(0, str(ROOT))
 
 import runs  # noqa: E402
 import tools  # noqa: E402
-from config import TrainConfig, model_config  # noqa: E402
+from config import model_config  # noqa: E402
 from experiments import reproduce, rmt_figure4  # noqa: E402
 from experiments.runner import Spec, run_all  # noqa: E402
 
 SEEDS = reproduce.SEEDS
 TASKS = ("copy", "retrieval")
-# arm -> (label, what it carries from one part of the example to the next)
-ARMS = {"tf": ("segmented Transformer", "nothing: each segment alone"),
-        "xl": ("Transformer-XL", "each layer's last 4 hidden states, without gradient"),
-        "rmt": ("RMT", "4 memory vectors, written and read by the same layers"),
-        "mm": ("Memory Mosaics", "every key and value so far (associative memories)"),
-        "hourglass": ("Hourglass", "the whole example, shortened 2x in the middle layer"),
-        "gpt": ("GPT, full context", "the whole example (its KV cache)")}
+# arm -> its label; the segmented Transformer, XL and RMT are the RMT reproduction's runs
+ARMS = {"tf": "segmented Transformer", "xl": "Transformer-XL", "rmt": "RMT", "mm": "Memory Mosaics",
+        "hourglass": "Hourglass", "gpt": "GPT, full context"}
 WHOLE = {"gpt": ("gpt", {}),
          "mm": ("memory_mosaics", {"pos": "none"}),
          "hourglass": ("hourglass", {"hierarchy": "1@1 1@2 1@1", "n_layer": 0, "d_model": 52, "n_head": 2})}
@@ -83,23 +79,27 @@ BASELINE = "gpt"
 METRIC = "val_acc"
 
 
-def accuracies(arm: str, task: str) -> list[float]:
-    """The arm's val_acc on `task`, one per seed whose run has finished (stored_evaluation)."""
+def finished(arm: str, task: str) -> list[int]:
+    """The seeds of SEEDS whose run of `arm` on `task` has finished."""
+    return [s for s in SEEDS if runs.run_status(folder(arm, task, s)) == "finished"]
+
+
+def accuracies(arm: str, task: str, seeds=None) -> list[float]:
+    """The arm's val_acc on `task` (stored_evaluation), one per seed of `seeds` (default: every finished one)."""
     from evaluation import stored_evaluation
-    return [stored_evaluation(folder(arm, task, s))[METRIC] for s in SEEDS
-            if runs.run_status(folder(arm, task, s)) == "finished"]
+    return [stored_evaluation(folder(arm, task, s))[METRIC] for s in (finished(arm, task) if seeds is None else seeds)]
 
 
 def verdicts(task: str) -> dict:
-    """arm -> evaluation.Verdict of "the arm matches the full-context GPT" on `task`, over the seeds both have."""
+    """arm -> evaluation.Verdict of "the arm matches the full-context GPT" on `task`, paired by seed over the
+    seeds both have finished."""
     from evaluation import judge, margin_for
-    base = accuracies(BASELINE, task)
     out = {}
     for arm in ARMS:
         if arm != BASELINE:
-            acc = accuracies(arm, task)
-            n = min(len(acc), len(base))
-            out[arm] = judge(acc[:n], base[:n], lower_is_better=False, margin=margin_for(METRIC), claim="matches")
+            both = [s for s in finished(arm, task) if s in finished(BASELINE, task)]
+            out[arm] = judge(accuracies(arm, task, both), accuracies(BASELINE, task, both), lower_is_better=False,
+                             margin=margin_for(METRIC), claim="matches")
     return out
 
 
@@ -111,10 +111,10 @@ def main(argv=None) -> int:
         tools.set_threads(1)
         run_all(specs(), tools.TRAINED)
     judged = {task: verdicts(task) for task in TASKS}
-    print(f"greedy per-token accuracy on held-out examples, seed by seed; verdict of 'matches the GPT'")
+    print("greedy per-token accuracy on held-out examples, seed by seed; verdict of 'matches the GPT'")
     for task in TASKS:
         print(f"\n{task}")
-        for arm, (label, _) in ARMS.items():
+        for arm, label in ARMS.items():
             v = judged[task].get(arm)
             print(f"  {label:22} " + " ".join(f"{a:.3f}" for a in accuracies(arm, task)) +
                   (f"   {v.outcome} (mean difference {v.mean:+.3f})" if v else "   (the baseline)"))
