@@ -407,14 +407,12 @@ def exit_on_interrupt(prog: str, what: str, then: str = ""):
             signal.signal(signal.SIGTERM, old)
 
 
-
 # --- the notebooks' exercises -----------------------------------------------------------------------------------
 def check(answer, expected, what: str = "your answer", tol: float = 0.0) -> None:
     """The verdict on one exercise of a notebook, printed (never raised, so that a fresh kernel runs the
     learner's cell before it is answered; nor returned, so that Jupyter shows no True or False under it).
-    `...` (Ellipsis) means not answered yet. Numbers agree
-    within `tol` (absolute), tensors and arrays element-wise within `tol` and of the same shape, anything else
-    by `==`. The expected value is never printed: the collapsed solution below the exercise shows it."""
+    `...` (Ellipsis) means not answered yet. Numbers agree within `tol` (absolute), tensors and arrays
+    element-wise within `tol` and of the same shape, anything else by `==`. The expected value is never printed: the collapsed solution below the exercise shows it."""
     if answer is ...:
         print(f"{what}: not answered yet (replace the ... and run the cell again)")
         return

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from config import model_config  # noqa: E402
-from evaluation import tensor_bytes  # noqa: E402  (the notebooks import it from here too)
+from evaluation import tensor_bytes  # noqa: E402
 from modules import build_model  # noqa: E402
 
 MODEL = dict(n_layer=4, n_head=4, d_model=128, pos="rope", vocab_size=256)

@@ -94,10 +94,10 @@ def verdicts(task: str) -> dict:
     """arm -> evaluation.Verdict of "the arm matches the full-context GPT" on `task`, paired by seed over the
     seeds both have finished."""
     from evaluation import judge, margin_for
-    out = {}
+    out, base = {}, finished(BASELINE, task)
     for arm in ARMS:
         if arm != BASELINE:
-            both = [s for s in finished(arm, task) if s in finished(BASELINE, task)]
+            both = [s for s in finished(arm, task) if s in base]
             out[arm] = judge(accuracies(arm, task, both), accuracies(BASELINE, task, both), lower_is_better=False,
                              margin=margin_for(METRIC), claim="matches")
     return out

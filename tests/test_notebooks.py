@@ -189,7 +189,7 @@ def test_every_notebook_finds_the_repository_by_walking_up():
     assert not problems, "\n".join(problems)
 
 
-EXERCISE = re.compile(r"^#+\s*Exercise\b", re.M)
+EXERCISE = re.compile(r"^#+\s*Exercise\b.*$", re.M)
 HEADING = re.compile(r"^#+\s", re.M)
 
 
@@ -203,8 +203,7 @@ def exercises(nb):
                 if d["cell_type"] == "markdown" and HEADING.search(source(d)):
                     break
                 body.append(d)
-            found.append((EXERCISE.search(source(c)).group(0) + source(c).split("Exercise", 1)[1].split("\n")[0],
-                          body))
+            found.append((EXERCISE.search(source(c)).group(0), body))
     return found
 
 
